@@ -5,17 +5,20 @@
 # %% auto #0
 __all__ = ['ADDING_TARGET_VAR', 'IGNORE_INDEX', 'ADDITION_END', 'ADDITION_CLASSES', 'SOLVED_CRITERIA', 'as_device',
            'make_generator', 'adding_task', 'frequency_task', 'parity_task', 'digit_classes', 'addition_task',
-           'addition_width', 'addition_loss', 'addition_accuracy', 'solved']
+           'addition_width', 'addition_loss', 'addition_accuracy', 'solved', 'as_sampler']
 
-# %% ../nbs/07_tasks.ipynb #9d8af273
+# %% ../nbs/07_tasks.ipynb #a4127f8a
 import math
+import operator
 import torch
 from torch import Tensor
 import torch.nn.functional as F
 
-# %% ../nbs/07_tasks.ipynb #0b370ff7
+# %% ../nbs/07_tasks.ipynb #6416827d
 def _check_int(name:str, v, min_value:int=1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int): raise TypeError(f"`{name}` must be an int, got {type(v).__name__} {v!r}")
+    "An integer (a Python or numpy int) `>= min_value`."
+    if isinstance(v, bool) or not hasattr(v, '__index__'): raise TypeError(f"`{name}` must be an int, got {type(v).__name__} {v!r}")
+    v = operator.index(v)
     if v < min_value: raise ValueError(f"`{name}` must be an int >= {min_value}, got {v!r}")
     return v
 
@@ -29,7 +32,7 @@ def _check_dtype(dtype) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point: raise TypeError(f"`dtype` must be a floating torch.dtype, got {dtype!r}")
     return dtype
 
-# %% ../nbs/07_tasks.ipynb #87182373
+# %% ../nbs/07_tasks.ipynb #8aa66286
 def as_device(device=None) -> torch.device:
     "`device` (`None` for the CPU, a string such as `'cuda:0'`, or a `torch.device`) as a `torch.device` that exists here."
     if device is None: return torch.device('cpu')
@@ -41,7 +44,7 @@ def as_device(device=None) -> torch.device:
     except Exception as e: raise ValueError(f"`device` {str(device)!r} is not available here: {e}") from None
     return device
 
-# %% ../nbs/07_tasks.ipynb #aeb9a49d
+# %% ../nbs/07_tasks.ipynb #008f420c
 def make_generator(seed:int|None=None, generator:torch.Generator|None=None) -> torch.Generator|None:
     "The random source of a task: `generator` itself, a new CPU generator seeded with `seed`, or `None` (torch's global one)."
     if seed is not None and generator is not None: raise ValueError("give `seed` or `generator`, not both")
@@ -52,7 +55,7 @@ def make_generator(seed:int|None=None, generator:torch.Generator|None=None) -> t
     if seed is None: return None
     return torch.Generator().manual_seed(_check_int('seed', seed, 0))
 
-# %% ../nbs/07_tasks.ipynb #25ca7b25
+# %% ../nbs/07_tasks.ipynb #280c2d20
 def adding_task(batch_size:int, # number of sequences B
                 seq_len:int=50, # sequence length T (50 in the thesis); at least 2
                 *, device=None, # where the tensors go (drawn on the CPU)
@@ -72,10 +75,10 @@ def adding_task(batch_size:int, # number of sequences B
     y = v[rows, a] + v[rows, b]                                          # y = v_a + v_b
     return torch.stack([v, m], -1).to(device), y[:, None].to(device)
 
-# %% ../nbs/07_tasks.ipynb #3a4cdac5
+# %% ../nbs/07_tasks.ipynb #11636306
 ADDING_TARGET_VAR = 1 / 6   # Var(v_a + v_b) for two independent U(-0.5, 0.5) values: 1/12 + 1/12
 
-# %% ../nbs/07_tasks.ipynb #af116e27
+# %% ../nbs/07_tasks.ipynb #bee177a1
 def frequency_task(batch_size:int, # number of sequences B (even when `stratified`)
                    sampling_period:float=1.0, # T_s in ms: 1.0 gives 100 steps, 0.5 gives 200
                    duration:float=100.0, # length of the signal in ms
@@ -113,7 +116,7 @@ def _period_range(name, r) -> tuple:
     if lo >= hi: raise ValueError(f"`{name}` must have low < high, got {r!r}")
     return lo, hi
 
-# %% ../nbs/07_tasks.ipynb #1320406e
+# %% ../nbs/07_tasks.ipynb #8e11c9b7
 def parity_task(batch_size:int, # number of vectors B
                 input_size:int=64, # length of each vector (64 in the thesis)
                 *, device=None, dtype:torch.dtype=torch.float32, seed:int|None=None, generator:torch.Generator|None=None,
@@ -128,7 +131,7 @@ def parity_task(batch_size:int, # number of vectors B
     y = (x == 1).sum(1, keepdim=True) % 2
     return x[:, None].to(device, dtype), y.to(device, dtype)
 
-# %% ../nbs/07_tasks.ipynb #0469ede8
+# %% ../nbs/07_tasks.ipynb #75dd6922
 IGNORE_INDEX = -100     # target of a step without target (the first step of the addition task)
 ADDITION_END = 10       # class of "the number is complete", after the last digit
 ADDITION_CLASSES = 11   # 10 digits + the end marker
@@ -144,7 +147,7 @@ def digit_classes(n:Tensor, # non-negative integers, any shape
     d = torch.div(n[..., None], 10 ** e, rounding_mode='floor') % 10
     return torch.where(j < L[..., None], d, ADDITION_END)
 
-# %% ../nbs/07_tasks.ipynb #5c48ffd8
+# %% ../nbs/07_tasks.ipynb #a91bbe82
 def addition_task(batch_size:int, # number of sequences B
                   seq_len:int=5, # numbers per sequence (5 in the thesis)
                   max_digits:int=5, # D ~ U{1..max_digits} digits per number (5 in the thesis)
@@ -167,7 +170,7 @@ def addition_width(seq_len:int, max_digits:int) -> int:
     "Digits of the largest possible sum, `seq_len` numbers of `max_digits` nines: 6 for the thesis' 5 and 5."
     return len(str(seq_len * (10 ** max_digits - 1)))
 
-# %% ../nbs/07_tasks.ipynb #dfa9ce4a
+# %% ../nbs/07_tasks.ipynb #cda964c6
 def _addition_logits(logits:Tensor, y:Tensor) -> Tensor:
     if not isinstance(logits, Tensor) or not logits.is_floating_point(): raise TypeError(f"`logits` must be a floating tensor, got {type(logits).__name__}")
     if not isinstance(y, Tensor) or y.dim() != 3 or y.dtype != torch.long: raise TypeError("`y` must be a long tensor (B, T, W) as `addition_task` returns")
@@ -189,7 +192,7 @@ def addition_accuracy(logits:Tensor, y:Tensor) -> Tensor:
     pred = _addition_logits(logits, y).argmax(-1)
     return ((pred == y) | (y == IGNORE_INDEX)).flatten(1).all(1).float().mean()
 
-# %% ../nbs/07_tasks.ipynb #9db9375d
+# %% ../nbs/07_tasks.ipynb #c28a47f9
 SOLVED_CRITERIA = {  # task: (metric, comparison, threshold), as the papers define "solved"
     'adding': ('mse', '<=', ADDING_TARGET_VAR / 100),          # Skip RNN §5.1: two orders of magnitude below Var(y)
     'frequency': ('accuracy', '>', 0.99),                       # Skip RNN §5.2
@@ -205,3 +208,13 @@ def solved(task:str, # a key of `SOLVED_CRITERIA`
     _, op, thr = SOLVED_CRITERIA[task]
     v = float(value)
     return v <= thr if op == '<=' else v > thr if op == '>' else v >= thr
+
+# %% ../nbs/07_tasks.ipynb #6ccf671d
+def as_sampler(task, # one of the task generators, e.g. `adding_task`
+               **kwargs, # its other arguments, e.g. `seq_len=50` or `sampling_period=0.5`
+              ):
+    "`sample(batch_size, generator) -> (x, y)` drawing batches of `task` from the caller's generator."
+    if not callable(task): raise TypeError(f"`task` must be a task function, got {type(task).__name__}")
+    if 'seed' in kwargs or 'generator' in kwargs: raise ValueError("the sampler takes its generator from the caller: leave out `seed` and `generator`")
+    def sample(batch_size:int, generator:torch.Generator|None=None): return task(batch_size, generator=generator, **kwargs)[:2]
+    return sample

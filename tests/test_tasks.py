@@ -333,3 +333,27 @@ def test_cuda_device_same_tensors_as_cpu(task):
     assert xc.device.type == 'cuda' and yc.device.type == 'cuda'
     assert torch.equal(xc.cpu(), x) and torch.equal(yc.cpu(), y)
     assert as_device('cuda:0').type == 'cuda'
+
+
+# --- sampler for the training loop -----------------------------------------------------------------------------------
+@pytest.mark.parametrize('task, kw', [(adding_task, dict(seq_len=20)), (frequency_task, dict(sampling_period=0.5)),
+                                      (parity_task, {}), (addition_task, dict(seq_len=3))], ids=NAMES)
+def test_as_sampler_matches_task(task, kw):
+    from adaptive_rnn.tasks import as_sampler
+    sample = as_sampler(task, **kw)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for _ in range(2):
+        x, y = sample(6, g1)
+        x2, y2 = task(6, generator=g2, **kw)[:2]
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_as_sampler_bad():
+    from adaptive_rnn.tasks import as_sampler
+    with pytest.raises(ValueError, match='generator'): as_sampler(adding_task, generator=torch.Generator())
+    with pytest.raises(TypeError, match='task'): as_sampler('adding')
+
+
+def test_numpy_integers_are_accepted():
+    x, y = adding_task(np.int64(3), seq_len=np.int32(7), seed=np.int64(2))
+    assert x.shape == (3, 7, 2) and torch.equal(x, adding_task(3, seq_len=7, seed=2)[0])
