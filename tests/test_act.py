@@ -1,0 +1,206 @@
+"ACT from the exported package: the thesis' numbers, the row-by-row reference, gradients and bad input."
+import math, pytest, torch
+from torch import nn
+from adaptive_rnn.cells import RNNCell, LSTMCell, GRUCell
+from adaptive_rnn.layers import RNN, LSTM, GRU
+from adaptive_rnn.act import ACT, ACTOutput, halting_probs, ponder_cost
+
+
+def constant_halting(m, h):
+    with torch.no_grad(): m.halting_unit.weight.zero_(); m.halting_unit.bias.fill_(math.log(h / (1 - h)))
+    return m
+
+
+def naive(m, x):
+    "ACT for one sequence `x` `(T, I)`, row by row, with a while loop: mean-field h, N, R per step."
+    cell, W_h, b_h = m.cell, m.halting_unit.weight[0], m.halting_unit.bias[0]
+    s, out, Ns, Rs = tuple(z[0] for z in cell.init_state(1)), [], [], []
+    for x_t in x:
+        n, total, hs, states = 0, torch.tensor(0.0, dtype=x.dtype), [], []
+        while True:
+            n += 1
+            s = cell.step(cell.project(torch.cat([x_t.new_tensor([float(n == 1)]), x_t])), s)
+            h = torch.sigmoid(W_h @ s[0] + b_h)
+            hs.append(h); states.append(s)
+            if total + h >= 1 - m.epsilon or n == m.max_ponder: break
+            total = total + h
+        p = hs[:-1] + [1 - total]
+        s = tuple(sum(p_n * s_n[i] for p_n, s_n in zip(p, states)) for i in range(len(s)))
+        out.append(s[0]); Ns.append(n); Rs.append(1 - total)
+    return torch.stack(out), torch.tensor(Ns), torch.stack(Rs)
+
+
+@pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
+@pytest.mark.parametrize('M, N, rho', [(10, 4, 4.1), (2, 2, 2.7), (4, 4, 4.1)])
+def test_constant_halting_gives_thesis_numbers(cell_type, M, N, rho):
+    torch.manual_seed(0)
+    r = constant_halting(ACT(cell_type(1 + 3, 5), max_ponder=M), 0.3)(torch.randn(4, 6, 3))
+    assert isinstance(r, ACTOutput)
+    assert torch.equal(r.steps, torch.full((4, 6), N))
+    torch.testing.assert_close(r.ponder.detach(), torch.full((4, 6), rho), atol=1e-5, rtol=0)
+
+
+def test_hand_computed_two_rows():
+    p, N, R = halting_probs(torch.tensor([[0.3, 0.5], [0.3, 0.6], [0.3, 0.2], [0.3, 0.9]]), 0.01)
+    assert N.tolist() == [4, 2]
+    torch.testing.assert_close(R, torch.tensor([0.1, 0.5]))
+    torch.testing.assert_close(p, torch.tensor([[0.3, 0.5], [0.3, 0.5], [0.3, 0.0], [0.1, 0.0]]))
+
+
+@pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
+def test_batched_matches_row_by_row(cell_type):
+    torch.manual_seed(1)
+    m = ACT(cell_type(1 + 3, 8, dtype=torch.float64), max_ponder=6, halting_bias=0.0)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 3.0)
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    with torch.no_grad():
+        r = m(x)
+        for b in range(5):
+            y, N, R = naive(m, x[b])
+            assert torch.equal(r.steps[b], N)
+            torch.testing.assert_close(r.output[b], y)
+            torch.testing.assert_close(r.ponder[b], N + R)
+    assert len(r.steps.unique()) > 1   # rows and steps halt at different N
+
+
+def test_max_ponder_one_is_the_plain_layer_on_flagged_input():
+    torch.manual_seed(2)
+    cell = LSTMCell(1 + 3, 5)
+    m, plain = ACT(cell, max_ponder=1), LSTM(1 + 3, 5)
+    plain.cells[0].load_state_dict(cell.state_dict())
+    x = torch.randn(2, 6, 3)
+    r = m(x)
+    y, (h, c) = plain(torch.cat([torch.ones(2, 6, 1), x], -1))
+    torch.testing.assert_close(r.output, y); torch.testing.assert_close(r.state[0], h); torch.testing.assert_close(r.state[1], c)
+    assert torch.equal(r.ponder.detach(), torch.full((2, 6), 2.0)) and torch.equal(r.steps, torch.ones(2, 6, dtype=torch.long))
+
+
+def test_ponder_cost_gradient_reaches_halting_unit():
+    torch.manual_seed(3)
+    m = ACT(RNNCell(1 + 3, 6), max_ponder=10, halting_bias=-1.0)
+    ponder_cost(m(torch.randn(4, 5, 3)).ponder, 0.01).backward()
+    assert m.halting_unit.weight.grad.abs().sum() > 0 and m.halting_unit.bias.grad.abs().item() > 0
+
+
+def test_ponder_gradient_is_minus_one_before_last_step():
+    h = torch.tensor([[0.3, 0.5], [0.3, 0.6], [0.3, 0.2], [0.3, 0.9]], requires_grad=True)
+    p, N, R = halting_probs(h)
+    (N + R).sum().backward()
+    assert torch.equal(h.grad, torch.tensor([[-1., -1.], [-1., 0.], [-1., 0.], [0., 0.]]))
+
+
+def test_ponder_cost_value_and_reduction():
+    ponder = torch.tensor([[2.0, 3.0, 0.0], [4.0, 4.0, 4.0]])
+    torch.testing.assert_close(ponder_cost(ponder, 0.1), torch.tensor(0.1 * (5 + 12) / 2))
+    torch.testing.assert_close(ponder_cost(ponder[1], 0.1), torch.tensor(1.2))
+
+
+def test_gradcheck_through_act():
+    torch.manual_seed(4)
+    m = ACT(GRUCell(1 + 2, 3, dtype=torch.float64), max_ponder=5, halting_bias=-0.5)
+    x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad(): steps = m(x).steps
+    # N(t) is piecewise constant: gradcheck holds where a small perturbation does not change it
+    assert torch.autograd.gradcheck(lambda x: (lambda r: (r.output, r.ponder))(m(x)), (x,), eps=1e-7, atol=1e-5)
+    with torch.no_grad(): assert torch.equal(m(x + 1e-7).steps, steps)
+
+
+@pytest.mark.parametrize('k', [2, 3, 8])
+def test_check_every_does_not_change_results(k):
+    torch.manual_seed(5)
+    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
+    x = torch.randn(4, 5, 3)
+    ref = m(x)
+    m.check_every = k
+    r = m(x)
+    torch.testing.assert_close(r.output, ref.output); torch.testing.assert_close(r.ponder, ref.ponder)
+    assert torch.equal(r.steps, ref.steps)
+
+
+def test_lengths_match_cut_sequences():
+    torch.manual_seed(6)
+    m = ACT(GRUCell(1 + 3, 5), max_ponder=8, halting_bias=-1.0)
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        r = m(x, lengths=lengths)
+        for b, L in enumerate(lengths.tolist()):
+            rb = m(x[b:b + 1, :L])
+            torch.testing.assert_close(r.output[b, :L], rb.output[0]); torch.testing.assert_close(r.state[:, b], rb.state[:, 0])
+            assert (r.ponder[b, L:] == 0).all() and (r.steps[b, L:] == 0).all()
+
+
+def test_unbatched_and_time_major():
+    torch.manual_seed(7)
+    m = ACT(RNNCell(1 + 3, 5), max_ponder=5)
+    x = torch.randn(1, 4, 3)
+    r, r1 = m(x), m(x[0])
+    torch.testing.assert_close(r1.output, r.output[0]); assert r1.ponder.shape == (4,) and r1.state.shape == (1, 5)
+    m.batch_first = False
+    r2 = m(x.transpose(0, 1))
+    torch.testing.assert_close(r2.output.transpose(0, 1), r.output); assert r2.ponder.shape == (1, 4)
+
+
+def test_state_in_and_learn_init():
+    torch.manual_seed(8)
+    m = ACT(LSTMCell(1 + 3, 5), max_ponder=5, learn_init=True)
+    x = torch.randn(2, 6, 3)
+    r = m(x)
+    r2 = m(x[:, 3:], r_state := m(x[:, :3]).state)
+    torch.testing.assert_close(r2.output, r.output[:, 3:])
+    r.output.sum().backward()
+    assert m.init_states.grad is not None
+
+
+def test_state_dict_layout():
+    m = ACT(LSTMCell(1 + 3, 5))
+    assert set(m.state_dict()) == {'cells.0.weight_ih', 'cells.0.weight_hh', 'cells.0.bias_ih', 'cells.0.bias_hh',
+                                   'halting_unit.weight', 'halting_unit.bias'}
+    assert m.halting_unit.bias.item() == 1.0
+
+
+@pytest.mark.parametrize('kw, msg', [
+    (dict(max_ponder=0), 'max_ponder'), (dict(max_ponder=2.0), 'max_ponder'), (dict(max_ponder=True), 'max_ponder'),
+    (dict(epsilon=0.0), 'epsilon'), (dict(epsilon=1.0), 'epsilon'), (dict(epsilon=float('nan')), 'epsilon'),
+    (dict(epsilon='0.1'), 'epsilon'), (dict(check_every=0), 'check_every'), (dict(halting_bias=float('inf')), 'halting_bias'),
+])
+def test_bad_constructor_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): ACT(RNNCell(4, 5), **kw)
+
+
+def test_bad_cell():
+    with pytest.raises(TypeError, match='cell'): ACT(nn.LSTMCell(4, 5))
+    with pytest.raises(ValueError, match='cell.input_size'): ACT(RNNCell(1, 5))
+
+
+@pytest.mark.parametrize('bad, exc, msg', [
+    (lambda m: m(torch.randn(2, 3, 4)), ValueError, 'without the flag'),
+    (lambda m: m(torch.randn(2, 3, 5)), ValueError, 'features'),
+    (lambda m: m(torch.randn(2, 3, 3, dtype=torch.float64)), TypeError, 'dtype'),
+    (lambda m: m(torch.ones(2, 3, 3, dtype=torch.long)), TypeError, 'floating'),
+    (lambda m: m(torch.randn(3)), ValueError, 'dims'),
+    (lambda m: m(torch.randn(2, 0, 3)), ValueError, 'empty time'),
+    (lambda m: m(torch.randn(2, 3, 3), lengths=torch.tensor([4, 1])), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 3, 3), torch.zeros(1, 3, 5)), ValueError, 'state'),
+])
+def test_bad_input(bad, exc, msg):
+    with pytest.raises(exc, match=msg): bad(ACT(RNNCell(4, 5)))
+
+
+@pytest.mark.parametrize('ponder, tau, exc, msg', [
+    (torch.ones(2, 3), -0.1, ValueError, 'tau'), (torch.ones(2, 3), float('inf'), ValueError, 'tau'),
+    (torch.ones(2, 3), '0.1', ValueError, 'tau'), (torch.ones(2, 3, dtype=torch.long), 0.1, TypeError, 'ponder'),
+    (torch.ones(2, 3, 4), 0.1, TypeError, 'ponder'), ([1.0, 2.0], 0.1, TypeError, 'ponder'),
+])
+def test_bad_ponder_cost(ponder, tau, exc, msg):
+    with pytest.raises(exc, match=msg): ponder_cost(ponder, tau)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_matches_cpu():
+    torch.manual_seed(9)
+    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
+    x = torch.randn(4, 5, 3)
+    r, rc = m(x), m.cuda()(x.cuda())
+    torch.testing.assert_close(rc.output.cpu(), r.output, atol=1e-5, rtol=0); assert torch.equal(rc.steps.cpu(), r.steps)
