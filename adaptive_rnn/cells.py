@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['check_input', 'check_state', 'RecurrentCell', 'RNNCell', 'set_flush_denormal', 'LSTMCell', 'GRUCell']
 
-# %% ../nbs/00_rnn.ipynb #ec4406a4
+# %% ../nbs/00_rnn.ipynb #15dd840c
 import math
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 
-# %% ../nbs/00_rnn.ipynb #98eb31e8
+# %% ../nbs/00_rnn.ipynb #413ae92c
 def check_input(x, input_size:int, like:Tensor, name:str='input', ndim=(1, 2)) -> Tensor:
     "Check that `x` is a floating tensor with `ndim` dims, `input_size` features, and `like`'s dtype and device."
     if not isinstance(x, Tensor): raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}")
@@ -22,7 +22,7 @@ def check_input(x, input_size:int, like:Tensor, name:str='input', ndim=(1, 2)) -
     if x.shape[-1] != input_size: raise ValueError(f"`{name}` must have {input_size} features (last dim), got {x.shape[-1]}")
     return x
 
-# %% ../nbs/00_rnn.ipynb #59ee02a2
+# %% ../nbs/00_rnn.ipynb #26325591
 def check_state(s, name:str, shape:tuple, like:Tensor) -> Tensor:
     "Check that the state tensor `s` has `shape` and `like`'s dtype and device."
     if not isinstance(s, Tensor): raise TypeError(f"`{name}` must be a torch.Tensor, got {type(s).__name__}")
@@ -31,7 +31,7 @@ def check_state(s, name:str, shape:tuple, like:Tensor) -> Tensor:
     if tuple(s.shape) != tuple(shape): raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(s.shape)}")
     return s
 
-# %% ../nbs/00_rnn.ipynb #bee931d8
+# %% ../nbs/00_rnn.ipynb #52e34bb9
 class RecurrentCell(nn.Module):
     "Base of every cell: `torch.nn` parameters and `cell(x, state)`, split into `project` (input) and `step`."
     n_gates, n_states = 1, 1  # weight blocks stacked in `weight_ih`; tensors in the state tuple
@@ -79,7 +79,7 @@ class RecurrentCell(nn.Module):
         new = self.step(self.project(x), self.as_state(state, x.shape[:-1]))
         return new[0] if self.n_states == 1 else new
 
-# %% ../nbs/00_rnn.ipynb #4f37ece6
+# %% ../nbs/00_rnn.ipynb #6144930c
 class RNNCell(RecurrentCell):
     "Elman RNN cell $h' = \\tanh(W_{ih}x + b_{ih} + W_{hh}h + b_{hh})$, a drop-in for `torch.nn.RNNCell`."
     def __init__(self, input_size:int, hidden_size:int, bias:bool=True, nonlinearity:str='tanh', device=None, dtype=None):
@@ -92,12 +92,12 @@ class RNNCell(RecurrentCell):
         a = xp + F.linear(state[0], self.weight_hh, self.bias_hh)
         return (torch.tanh(a) if self.nonlinearity == 'tanh' else torch.relu(a),)
 
-# %% ../nbs/00_rnn.ipynb #b755b8fd
+# %% ../nbs/00_rnn.ipynb #c18b9a94
 def set_flush_denormal(on:bool=True) -> bool:
     "Flush denormal floats to zero on the CPU (much faster long RNN training); returns whether the CPU supports it."
     return torch.set_flush_denormal(on)
 
-# %% ../nbs/01_lstm_gru.ipynb #5e682fc4
+# %% ../nbs/01_lstm_gru.ipynb #2911ecec
 class LSTMCell(RecurrentCell):
     "LSTM cell, a drop-in for `torch.nn.LSTMCell`: gates stacked $i, f, g, o$; state `(h, c)`."
     n_gates, n_states = 4, 2
@@ -109,7 +109,7 @@ class LSTMCell(RecurrentCell):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)   # c_t = f⊙c_{t-1} + i⊙g
         return torch.sigmoid(o) * torch.tanh(c), c                   # h_t = o⊙tanh(c_t)
 
-# %% ../nbs/01_lstm_gru.ipynb #315618ff
+# %% ../nbs/01_lstm_gru.ipynb #c27b8941
 class GRUCell(RecurrentCell):
     "GRU cell, a drop-in for `torch.nn.GRUCell`: gates stacked $r, z, n$; state `(h,)`."
     n_gates = 3
