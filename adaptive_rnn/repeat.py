@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['repeat_inputs', 'RepeatOutput', 'RepeatRNN', 'RepeatSkipOutput', 'RepeatSkip']
 
-# %% ../nbs/06_repeat.ipynb #8b137e50
+# %% ../nbs/06_repeat.ipynb #2447f658
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
 from .cells import RecurrentCell, check_input
+from . import layers
 from .layers import unroll, Recurrent
 from .skip import SkipRNN
 
-# %% ../nbs/06_repeat.ipynb #b559fd90
+# %% ../nbs/06_repeat.ipynb #9962f131
 def _check_repeats(repeats) -> int:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"`repeats` must be an int >= 1, got {repeats!r}")
@@ -32,7 +33,7 @@ def repeat_inputs(x:Tensor, repeats:int, batch_first:bool=True) -> Tensor:
     out = torch.cat([flag.view(1, T * repeats, 1).expand(B, -1, -1), xb.repeat_interleave(repeats, dim=1)], -1)
     return out if batch_first else out.transpose(0, 1)
 
-# %% ../nbs/06_repeat.ipynb #03154bfa
+# %% ../nbs/06_repeat.ipynb #b1c2ff85
 class RepeatOutput(NamedTuple):
     "What `RepeatRNN.forward` returns; `ponder` and `steps` are zero past the end of a sequence."
     output: Tensor   # the state after the last read of each input, (B, T, H)
@@ -40,7 +41,7 @@ class RepeatOutput(NamedTuple):
     ponder: Tensor   # ρ for every input (reads per input, to log beside ACT's), (B, T), float
     steps: Tensor    # the same, long
 
-# %% ../nbs/06_repeat.ipynb #915c5cea
+# %% ../nbs/06_repeat.ipynb #e1080631
 class RepeatRNN(Recurrent):
     """Every input read `repeats` times by `cell`, whose `input_size` is the data's features + 1: the layer adds
     the first-read flag (feature 0) itself, so `forward` takes `x` `(B, T, cell.input_size - 1)`."""
@@ -58,18 +59,21 @@ class RepeatRNN(Recurrent):
     @property
     def cell(self) -> RecurrentCell: return self.cells[0]
 
-# %% ../nbs/06_repeat.ipynb #6a9d863c
+# %% ../nbs/06_repeat.ipynb #7e2d90c2
 def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOutput:
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `RepeatOutput`."
     x, lengths, unbatched = self._prepare(x, lengths)
     (T, B, I), rho = x.shape, self.repeats
-    flag = torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 1, 2, 1).expand(T, B, 2, 1)
-    xp = self.cell.project(torch.cat([flag, x.unsqueeze(2).expand(T, B, 2, I)], -1))   # (T, B, 2, G): flag 1, flag 0
-    reads = torch.tensor([0] + [1] * (rho - 1), device=x.device)                          # which projection each read uses
-    xp = xp.index_select(2, reads).transpose(1, 2).reshape(T * rho, B, -1)              # (T·ρ, B, G)
     s = self._split_state(state, B)[0]
-    ys, s = unroll(lambda xp_t, s: (lambda new: (new[0], new))(self.cell.step(xp_t, s)), xp, s,
-                   None if lengths is None else lengths * rho)
+    kernel = getattr(layers, '_SEQUENCE_KERNELS', {}).get(type(self.cell)) if lengths is None else None
+    if kernel is not None: ys, s = kernel(self.cell, repeat_inputs(x, rho, batch_first=False), s)   # the plain layer's own kernel
+    else:
+        flag = torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 1, 2, 1).expand(T, B, 2, 1)
+        xp = self.cell.project(torch.cat([flag, x.unsqueeze(2).expand(T, B, 2, I)], -1))   # (T, B, 2, G): flag 1, flag 0
+        reads = torch.tensor([0] + [1] * (rho - 1), device=x.device)                          # which projection each read uses
+        xp = xp.index_select(2, reads).transpose(1, 2).reshape(T * rho, B, -1)              # (T·ρ, B, G)
+        ys, s = unroll(lambda xp_t, s: (lambda new: (new[0], new))(self.cell.step(xp_t, s)), xp, s,
+                       None if lengths is None else lengths * rho)
     y = ys[rho - 1::rho]                                                                  # the last read of each input
     ponder = x.new_full((B, T), float(rho)) if lengths is None else \
         rho * (torch.arange(T, device=x.device) < lengths.unsqueeze(1)).to(x.dtype)
@@ -82,7 +86,7 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
 
 RepeatRNN.forward = _forward
 
-# %% ../nbs/06_repeat.ipynb #cf249f4f
+# %% ../nbs/06_repeat.ipynb #68c4447d
 class RepeatSkipOutput(NamedTuple):
     "What `RepeatSkip.forward` returns."
     output: Tensor        # the Skip layer's output after the last read of each input, (B, T, H)
