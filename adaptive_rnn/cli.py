@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['CLIError', 'build_parser', 'main']
 
-# %% ../nbs/cli.ipynb #5192f22a
+# %% ../nbs/cli.ipynb #f9d14709
 import argparse, importlib.util, math, sys, textwrap
 from pathlib import Path
 from .experiments import EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text
 
-# %% ../nbs/cli.ipynb #97ddb611
+# %% ../nbs/cli.ipynb #576c1253
 class _Parser(argparse.ArgumentParser):
     "argparse with one-line errors."
     def error(self, message): raise CLIError(message)
@@ -31,7 +31,7 @@ _nonneg = _number(float, lambda v: math.isfinite(v) and v >= 0, 'a non-negative 
 _pos_int = _number(int, lambda v: v >= 1, 'an integer >= 1')
 _nonneg_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 
-# %% ../nbs/cli.ipynb #65832a3a
+# %% ../nbs/cli.ipynb #8a22911c
 def _epilog() -> str:
     lines = ['experiments (paper settings; --quick runs in seconds on a CPU):']
     for e in EXPERIMENTS.values():
@@ -41,6 +41,7 @@ def _epilog() -> str:
         lines += textwrap.wrap(f"{p['num_layers']}x{p['hidden_size']} units, Adam lr {p['lr']:g}, batch {p['batch_size']}, "
                                f"{_steps_text(p)}, {p['seeds']} seed(s); models {', '.join(e.grid['models'])}" + (f"; {knobs}" if knobs else ''),
                                width=100, initial_indent=' ' * 13, subsequent_indent=' ' * 13)
+        if e.note: lines += textwrap.wrap(f"note: {e.note}", width=100, initial_indent=' ' * 13, subsequent_indent=' ' * 19)
         if e.needs_data: lines.append(f"             needs {e.needs_data}")
     lines.append('models:')
     knob = dict(plain='', skip=' [--cost-per-sample]', random_skip='', act=' [--tau]', repeat=' [--repeats]')
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--out', type=Path, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
     return p
 
-# %% ../nbs/cli.ipynb #da43fe90
+# %% ../nbs/cli.ipynb #68779d20
 def _list(out=sys.stdout):
     print(_epilog(), file=out)
 
@@ -98,7 +99,7 @@ def _bench(a) -> int:
     if res is not None: print(res)
     return 0
 
-# %% ../nbs/cli.ipynb #d2d849a3
+# %% ../nbs/cli.ipynb #c3ace728
 def main(argv=None) -> int:
     "The `adaptive-rnn` command: returns the exit status (0 ok, 2 usage or data error, 130/143 interrupted)."
     from adaptive_rnn.train import Interrupted

@@ -8,7 +8,7 @@ __all__ = ['MODELS', 'VAL_SEED', 'TEST_SEED', 'EXPERIMENTS', 'KNOBS', 'ModelSpec
            'Data', 'data_root', 'Experiment', 'get_experiment', 'out_features', 'experiments_table', 'models_table',
            'run_name', 'resolve_knobs', 'settings', 'build_model', 'Embedded', 'run_experiment']
 
-# %% ../nbs/11_experiments.ipynb #912e629e
+# %% ../nbs/11_experiments.ipynb #f864f322
 import copy, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from .train import SequenceModel, TensorSampler, DatasetSampler, Run, fit, get_device, seed_everything, check_out
 
-# %% ../nbs/11_experiments.ipynb #e7d4ce22
+# %% ../nbs/11_experiments.ipynb #e6b3519a
 @dataclass(frozen=True)
 class ModelSpec:
     "A model of the registry: `build(input_size, hidden_size, num_layers, **kw)` returns its recurrent core."
@@ -40,7 +40,7 @@ def _skip(cls, **fixed):
         return getattr(skip, cls)(input_size, hidden_size, num_layers=num_layers, batch_first=True, learn_init=learn_init, **fixed)
     return build
 
-# %% ../nbs/11_experiments.ipynb #7a00b2a0
+# %% ../nbs/11_experiments.ipynb #752b7e3b
 def _one_layer(name, num_layers):
     if num_layers != 1: raise ValueError(f"`num_layers` must be 1 for {name} (it wraps a single cell), got {num_layers}")
 
@@ -58,7 +58,7 @@ def _repeat(cell):
         return repeat.RepeatRNN(getattr(cells, cell)(input_size + 1, hidden_size), repeats)
     return build
 
-# %% ../nbs/11_experiments.ipynb #f4282277
+# %% ../nbs/11_experiments.ipynb #33b38f13
 MODELS = {s.name: s for s in [
     ModelSpec('rnn', 'plain', _plain('RNN'), 'Elman RNN (tanh)'),
     ModelSpec('lstm', 'plain', _plain('LSTM'), 'LSTM'),
@@ -80,7 +80,7 @@ def get_model(name:str) -> ModelSpec:
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]
 
-# %% ../nbs/11_experiments.ipynb #d4373a6c
+# %% ../nbs/11_experiments.ipynb #b1f70792
 def mse(pred:Tensor, y:Tensor) -> Tensor:
     "Mean squared error, `pred` reshaped like `y`."
     return F.mse_loss(pred.reshape(y.shape), y)
@@ -111,7 +111,7 @@ def addition_accuracy(pred:Tensor, y:Tensor) -> Tensor:
     from adaptive_rnn import tasks
     return tasks.addition_accuracy(pred, y)
 
-# %% ../nbs/11_experiments.ipynb #0266c7c4
+# %% ../nbs/11_experiments.ipynb #9198ef43
 def solved_by(task:str, smoothed:bool=False) -> Callable:
     "`solved(history)` for `task` with the papers' criterion, on the last value or on the smoothed curve."
     def solved(history:list) -> bool:
@@ -123,7 +123,7 @@ def solved_by(task:str, smoothed:bool=False) -> Callable:
         return tasks.solved(task, v)
     return solved
 
-# %% ../nbs/11_experiments.ipynb #91f72d3a
+# %% ../nbs/11_experiments.ipynb #f7b1f13b
 class Data(NamedTuple):
     "What an experiment feeds `fit`."
     sample: Callable    # sample(batch_size, generator) -> (x, y)
@@ -132,6 +132,7 @@ class Data(NamedTuple):
     input_size: int
     n_train: Optional[int] = None  # examples per epoch (datasets), None for generated tasks
     vocab_size: Optional[int] = None  # token datasets (IMDB)
+    embedding: Optional[Tensor] = None  # initial word vectors (IMDB)
 
 VAL_SEED, TEST_SEED = 1_000_003, 2_000_003   # the fixed seeds of the generated held-out and test sets
 
@@ -143,7 +144,7 @@ def _synthetic(task:str):
         return Data(lambda B, g: fn(B, **kw, generator=g), val, test, val[0].shape[-1])
     return data
 
-# %% ../nbs/11_experiments.ipynb #fefc4d43
+# %% ../nbs/11_experiments.ipynb #6e13dc7e
 def data_root(name:str, root=None) -> Optional[Path]:
     "The data folder of `name`: `root`, else `$ADAPTIVE_RNN_DATA/name`, else `data/name` (None if absent)."
     if root is not None: return Path(root).expanduser()
@@ -177,7 +178,9 @@ def _imdb(s:dict, root=None) -> Data:
     from adaptive_rnn import data
     r = data_root('imdb', root)
     if r is None: raise FileNotFoundError(f"IMDB needs its data: no `root`, $ADAPTIVE_RNN_DATA/imdb or data/imdb folder. {data.IMDB_HOW}")
-    return _tensor_data(data.imdb(r, s['task']['seq_len']), s)
+    splits = data.imdb(r, s['task']['seq_len'])
+    W, _ = data.embedding_matrix(splits.train.vocab, s.get('word_vectors'), s['embedding_size'])   # word2vec where given, else U(-0.25, 0.25)
+    return _tensor_data(splits, s)._replace(embedding=W)
 
 def _ucf101(s:dict, root=None) -> Data:
     from adaptive_rnn import data
@@ -185,7 +188,7 @@ def _ucf101(s:dict, root=None) -> Data:
     if r is None: raise FileNotFoundError(f"UCF-101 needs its data: no `root`, $ADAPTIVE_RNN_DATA/ucf101 or data/ucf101 folder. {data.UCF101_HOW}")
     return _tensor_data(data.ucf101(r, 1, s['task']['seq_len']), s)
 
-# %% ../nbs/11_experiments.ipynb #986190b4
+# %% ../nbs/11_experiments.ipynb #e03795b3
 @dataclass
 class Experiment:
     "A task of the papers with its data, loss, metric, 'solved' criterion and configurations."
@@ -207,7 +210,7 @@ class Experiment:
     note: str = ''              # what is ours rather than the paper's
     needs_data: str = ''        # data the user must provide
 
-# %% ../nbs/11_experiments.ipynb #ee01de78
+# %% ../nbs/11_experiments.ipynb #2db9a2ec
 _SKIP = dict(lr=1e-4, batch_size=256, clip=1.0, learn_init=True, seeds=4)   # Skip RNN thesis §5: Adam 1e-4, batch 256, clip 1, learned s_0
 _ACT = dict(lr=1e-3, clip=1.0, steps=2_000_000, eval_every=1000, seeds=1, epsilon=0.01)  # ACT thesis §6.3: Adam 1e-3, 2M steps, eps 0.01
 _QUICK = dict(clip=1.0, seeds=1, threads=1)
@@ -253,11 +256,13 @@ EXPERIMENTS = {e.name: e for e in [
         solved=solved_by('addition', smoothed=True), solved_text='Savitzky-Golay smoothed accuracy >= 98 %',
         note='LSTM of 512 units, batch 32, M = 20; held-out sizes are ours'),
     Experiment('imdb', 'IMDB sentiment', 'Skip RNN thesis §5.4, Table 5.4', _imdb, cross_entropy, accuracy, 'accuracy', True, 2,
-        paper=dict(_SKIP, hidden_size=128, num_layers=1, embedding_size=300, dropout=0.2, epochs=100, eval_every='epoch', task=dict(seq_len=200)),
+        paper=dict(_SKIP, hidden_size=128, num_layers=1, embedding_size=300, word_vectors=None, dropout=0.2, epochs=100, eval_every='epoch',
+                   task=dict(seq_len=200)),
         quick=dict(_QUICK, hidden_size=16, num_layers=1, embedding_size=16, dropout=0.2, lr=3e-3, batch_size=16, steps=20, eval_every=10,
                    val_size=64, test_size=64, task=dict(seq_len=50)),
         grid=dict(models=['lstm', 'skip_lstm', 'gru', 'skip_gru'], cost_per_sample=[0, 1e-5, 1e-4, 1e-3]),
-        note='128 units on 300-d embeddings (word2vec where available, else U(-0.25, 0.25)), dropout 0.2, lengths 200 and 400; epochs are ours',
+        note='128 units on 300-d embeddings (word2vec where available: word_vectors=<file>; else U(-0.25, 0.25)), dropout 0.2, '
+             'lengths 200 and 400 (task=dict(seq_len=400)); epochs are ours',
         needs_data='the aclImdb folder of https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz in data/imdb'),
     Experiment('ucf101', 'UCF-101 action classification', 'Skip RNN thesis §5.5, Table 5.5', _ucf101, cross_entropy, accuracy, 'accuracy',
         True, 101,
@@ -274,14 +279,14 @@ def get_experiment(name:str) -> Experiment:
     if name not in EXPERIMENTS: raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
-# %% ../nbs/11_experiments.ipynb #adafdea9
+# %% ../nbs/11_experiments.ipynb #30e6fa5f
 def out_features(e:Experiment, s:dict) -> int:
     "Size of the read-out of experiment `e` with settings `s`."
     if e.name != 'addition': return e.out_features
     from adaptive_rnn import tasks
     return tasks.addition_width(s['task']['seq_len'], s['task']['max_digits']) * tasks.ADDITION_CLASSES
 
-# %% ../nbs/11_experiments.ipynb #bbf63d83
+# %% ../nbs/11_experiments.ipynb #99ff1b85
 def _steps_text(s):
     return f"{s['epochs']} epochs" if 'epochs' in s else f"{s['steps']:,} steps"
 
@@ -303,7 +308,7 @@ def models_table() -> pd.DataFrame:
     knob = dict(plain='—', skip='--cost-per-sample', random_skip='—', act='--tau', repeat='--repeats')
     return pd.DataFrame([dict(model=m.name, kind=m.kind, option=knob[m.kind], description=m.description) for m in MODELS.values()]).set_index('model')
 
-# %% ../nbs/11_experiments.ipynb #ceba94fb
+# %% ../nbs/11_experiments.ipynb #f80fde42
 KNOBS = dict(skip=('cost_per_sample', 0.0), act=('tau', 0.01), repeat=('repeats', 2))
 
 def run_name(model:str, seed:int=0, quick:bool=False, cost_per_sample=None, tau=None, repeats=None) -> str:
@@ -329,7 +334,7 @@ def resolve_knobs(model:str, cost_per_sample=None, tau=None, repeats=None) -> di
     if own is not None and given[own] is None: given[own] = KNOBS[kind][1]
     return given
 
-# %% ../nbs/11_experiments.ipynb #5aaff8af
+# %% ../nbs/11_experiments.ipynb #91f54c8d
 def settings(experiment:str, quick:bool=False, **overrides) -> dict:
     "A copy of the paper's (or the quick) settings of `experiment`, with `overrides`."
     e = get_experiment(experiment)
@@ -339,24 +344,26 @@ def settings(experiment:str, quick:bool=False, **overrides) -> dict:
         else: s[k] = v
     return s
 
-def build_model(experiment:str, model:str, s:dict, input_size:int, repeats=None, vocab_size=None) -> SequenceModel:
+def build_model(experiment:str, model:str, s:dict, input_size:int, repeats=None, vocab_size=None, embedding=None) -> SequenceModel:
     "The registered `model` for `experiment` with settings `s`, a read-out on top."
     e, spec = get_experiment(experiment), get_model(model)
     emb = s.get('embedding_size')
     core = spec.build(emb or input_size, s['hidden_size'], s['num_layers'], learn_init=s.get('learn_init', False),
                       max_ponder=s.get('max_ponder', 100), epsilon=s.get('epsilon', 0.01), repeats=repeats or 1)
-    if emb: core = Embedded(vocab_size, emb, core)
+    if emb: core = Embedded(vocab_size, emb, core, embedding)
     return SequenceModel(core, s['hidden_size'], out_features(e, s), e.readout, dropout=s.get('dropout', 0.))
 
 class Embedded(nn.Module):
-    "Token ids `(B, T)` -> embeddings `(B, T, E)` -> `core` (IMDB: U(-0.25, 0.25) initial vectors, as the thesis' fallback)."
-    def __init__(self, vocab_size:int, embedding_size:int, core:nn.Module):
+    "Token ids `(B, T)` -> trainable embeddings `(B, T, E)` -> `core`; initial vectors `weights`, else U(-0.25, 0.25) (Skip RNN thesis §5.4)."
+    def __init__(self, vocab_size:int, embedding_size:int, core:nn.Module, weights:Optional[Tensor]=None):
         super().__init__()
         self.embedding, self.core = nn.Embedding(vocab_size, embedding_size, padding_idx=0), core
-        nn.init.uniform_(self.embedding.weight, -0.25, 0.25)
+        with torch.no_grad():
+            if weights is not None: self.embedding.weight.copy_(weights)
+            else: nn.init.uniform_(self.embedding.weight, -0.25, 0.25); self.embedding.weight[0] = 0
     def forward(self, x, state=None): return self.core(self.embedding(x))
 
-# %% ../nbs/11_experiments.ipynb #45c4086d
+# %% ../nbs/11_experiments.ipynb #d38ea03f
 def run_experiment(name:str,                  # a key of `EXPERIMENTS`
                    model:str,                 # a key of `MODELS`
                    *, cost_per_sample:float=None, # Skip RNN's lambda (skip models; default 0)
@@ -384,7 +391,7 @@ def run_experiment(name:str,                  # a key of `EXPERIMENTS`
     steps = s['epochs'] * epoch if 'epochs' in s else s['steps']
     eval_every = epoch if s.get('eval_every') == 'epoch' else s['eval_every']
     seed_everything(seed)
-    net = build_model(name, model, s, data.input_size, knobs['repeats'], data.vocab_size)
+    net = build_model(name, model, s, data.input_size, knobs['repeats'], data.vocab_size, data.embedding)
     config = dict(experiment=name, model=model, **{k: v for k, v in knobs.items() if v is not None}, seed=seed, quick=quick,
                   device=str(dev), settings=s, steps=steps, eval_every=eval_every)
     return fit(net, data.sample, data.val, loss_fn=e.loss, metric_fn=e.metric, steps=steps, batch_size=s['batch_size'], lr=s['lr'],

@@ -183,3 +183,47 @@ def test_quick_runs_of_the_adaptive_models(tmp_path, exp, model, extra):
     if model.startswith(('act', 'repeat')): assert final['ponder'] is not None and log.ponder.notna().all()
     if model == 'repeat_lstm': assert final['ponder'] == 2
     if exp == 'mnist': assert 0 < final['metric'] < 1 and final['updates'] < 784     # a held-out subset with every class
+
+
+def _imdb_fixture(root: Path):
+    "A tiny aclImdb folder: 40 reviews per class and split."
+    words = {0: 'bad awful boring dull worst'.split(), 1: 'good great fine superb best'.split()}
+    for split in ('train', 'test'):
+        for label, c in enumerate(('neg', 'pos')):
+            d = root / 'aclImdb' / split / c
+            d.mkdir(parents=True)
+            for i in range(40):
+                text = ' '.join(words[label][(i + k) % 5] for k in range(8 + i % 5)) + ' the movie'
+                (d / f'{i}_{7 if label else 2}.txt').write_text(text)
+
+
+def _ucf_fixture(root: Path, classes=('ApplyEyeMakeup', 'Archery', 'Basketball')):
+    "A tiny UCF-101 layout: split lists and (frames, 2048) features for 4 + 2 videos per class."
+    import numpy as np
+    lists, feats = root / 'ucfTrainTestlist', root / 'features'
+    lists.mkdir(parents=True)
+    (lists / 'classInd.txt').write_text(''.join(f'{i + 1} {c}\n' for i, c in enumerate(classes)))
+    train, test = [], []
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(classes):
+        (feats / c).mkdir(parents=True)
+        for g in range(6):
+            v = f'v_{c}_g{g + 1:02d}_c01'
+            np.save(feats / c / f'{v}.npy', (rng.standard_normal((30 + g, 2048)) + i).astype(np.float32))
+            (train if g < 4 else test).append(f'{c}/{v}.avi' + (f' {i + 1}' if g < 4 else ''))
+    (lists / 'trainlist01.txt').write_text('\n'.join(train) + '\n')
+    (lists / 'testlist01.txt').write_text('\n'.join(test) + '\n')
+
+
+def test_imdb_and_ucf101_run_on_provided_data(tmp_path):
+    from adaptive_rnn.cli import main
+    _imdb_fixture(tmp_path / 'imdb')
+    assert main(['run', 'imdb', '--model', 'skip_lstm', '--cost-per-sample', '1e-4', '--quick', '--steps', '3', '--data',
+                 str(tmp_path / 'imdb'), '--out', str(tmp_path / 'ri'), '--no-progress']) == 0
+    f = json.loads((tmp_path / 'ri' / 'final.json').read_text())
+    assert f['steps'] == 3 and 0 <= f['metric'] <= 1 and 0 < f['updates'] <= 50
+    _ucf_fixture(tmp_path / 'ucf')
+    assert main(['run', 'ucf101', '--model', 'skip_gru', '--quick', '--steps', '2', '--data', str(tmp_path / 'ucf'),
+                 '--out', str(tmp_path / 'ru'), '--no-progress']) == 0
+    f = json.loads((tmp_path / 'ru' / 'final.json').read_text())
+    assert f['steps'] == 2 and 0 < f['updates'] <= 25
