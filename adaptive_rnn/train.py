@@ -7,7 +7,7 @@ __all__ = ['LOG_COLUMNS', 'unpack_core', 'ModelOutput', 'SequenceModel', 'comput
            'get_device', 'TensorSampler', 'DatasetSampler', 'evaluate', 'atomic_write', 'rng_states', 'set_rng_states',
            'write_log', 'Interrupted', 'Run', 'check_out', 'denormals_flushed', 'cpu_settings', 'fit']
 
-# %% ../nbs/09_training.ipynb #252aadae
+# %% ../nbs/09_training.ipynb #b26a4578
 import csv, json, math, os, platform, random, signal, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-# %% ../nbs/09_training.ipynb #b1301e9d
+# %% ../nbs/09_training.ipynb #9e87f150
 def unpack_core(result) -> tuple:
     "`(output, state, updates, ponder, steps)` from a core's `(output, state)` pair or result object."
     if hasattr(result, 'output'):
@@ -28,7 +28,7 @@ def unpack_core(result) -> tuple:
     if isinstance(result, (tuple, list)) and len(result) == 2: return (*result, None, None, None)
     raise TypeError(f"a core must return `(output, state)` or an object with an `output` field, got {type(result).__name__}")
 
-# %% ../nbs/09_training.ipynb #1fd90044
+# %% ../nbs/09_training.ipynb #0d3b06b6
 class ModelOutput(NamedTuple):
     "What `SequenceModel` returns."
     prediction: Tensor                 # (B, out_features) for readout='last', (B, T, out_features) for 'all'
@@ -36,7 +36,7 @@ class ModelOutput(NamedTuple):
     ponder: Optional[Tensor] = None    # ACT: rho_t = N(t) + R(t), (B, T)
     n_updates: Optional[Tensor] = None # state updates (cell applications) per sequence, (B,)
 
-# %% ../nbs/09_training.ipynb #948f051a
+# %% ../nbs/09_training.ipynb #6ba0d1b4
 class SequenceModel(nn.Module):
     "A recurrent `core` (batch first) and a linear read-out of its last output (`readout='last'`) or of all of them (`'all'`)."
     def __init__(self, core:nn.Module, hidden_size:int, out_features:int, readout:str='last',
@@ -55,7 +55,7 @@ class SequenceModel(nn.Module):
         else: n = out.new_full((B,), float(T * getattr(self.core, 'repeats', 1)))
         return ModelOutput(self.head(self.drop(out[:, -1] if self.readout == 'last' else out)), updates, ponder, n)
 
-# %% ../nbs/09_training.ipynb #0991dfef
+# %% ../nbs/09_training.ipynb #bb40e172
 def compute_cost(out:ModelOutput, cost_per_sample:float=0., tau:float=0.) -> Tensor:
     "The compute term of the loss: Skip RNN budget $\\lambda\\sum_t u_t$ plus ACT ponder cost $\\tau\\sum_t\\rho_t$, batch mean."
     cost = out.prediction.new_zeros(())
@@ -67,20 +67,20 @@ def compute_cost(out:ModelOutput, cost_per_sample:float=0., tau:float=0.) -> Ten
         cost = cost + ponder_cost(out.ponder, tau)
     return cost
 
-# %% ../nbs/09_training.ipynb #cbce4ad5
+# %% ../nbs/09_training.ipynb #93440754
 def macs_per_update(core:nn.Module) -> int:
     "Multiply-accumulates of one state update of `core`: the number of weights in its matrices (embeddings excluded)."
     skip = {id(p) for m in core.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     return sum(p.numel() for n, p in core.named_parameters() if 'weight' in n.rsplit('.', 1)[-1] and id(p) not in skip)
 
-# %% ../nbs/09_training.ipynb #9fd6b9a2
+# %% ../nbs/09_training.ipynb #303f41c9
 def seed_everything(seed:int) -> torch.Generator:
     "Seed `random`, NumPy and torch (CPU and CUDA); return a CPU `torch.Generator` seeded with `seed` for the data."
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise ValueError(f"`seed` must be a non-negative int, got {seed!r}")
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/09_training.ipynb #2fae5124
+# %% ../nbs/09_training.ipynb #04bfa402
 def get_device(device='cpu') -> torch.device:
     "`device` ('cpu', 'cuda', 'cuda:N', 'mps', 'auto' or a `torch.device`) as a checked `torch.device`."
     if device is None or device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -96,7 +96,7 @@ def get_device(device='cpu') -> torch.device:
     elif d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}")
     return d
 
-# %% ../nbs/09_training.ipynb #bf70cff8
+# %% ../nbs/09_training.ipynb #e7f028a4
 class TensorSampler:
     "Draw batches from tensors `x`, `y` epoch by epoch, in an order shuffled by the caller's generator."
     def __init__(self, x:Tensor, y:Tensor):
@@ -128,7 +128,7 @@ def _chunk_items(ds, idx) -> tuple:
     xs, ys = zip(*(ds[k] for k in idx))
     return torch.stack(xs), torch.stack([torch.as_tensor(v) for v in ys])
 
-# %% ../nbs/09_training.ipynb #6b5841d4
+# %% ../nbs/09_training.ipynb #8a63a883
 def _is_pair(data) -> bool: return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
 
 def _chunk(data, i:int, j:int) -> tuple:
@@ -156,7 +156,7 @@ def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, 
     if not has_ponder: res['ponder'] = math.nan
     return res
 
-# %% ../nbs/09_training.ipynb #fe9a08b1
+# %% ../nbs/09_training.ipynb #573e1247
 def atomic_write(path:Path, write:Callable):
     "Call `write(tmp_path)` then rename the temporary file onto `path`, so `path` is always complete."
     path = Path(path); tmp = path.with_name(f'.{path.name}.tmp')
@@ -177,7 +177,7 @@ def set_rng_states(d:dict, generator:torch.Generator):
     torch.set_rng_state(d['torch']); generator.set_state(d['data'])
     if d['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(d['cuda'])
 
-# %% ../nbs/09_training.ipynb #e40bc00d
+# %% ../nbs/09_training.ipynb #45987fd8
 LOG_COLUMNS = ('step', 'wall_s', 'loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'lr', 'flops')
 
 def write_log(path:Path, rows:list):
@@ -196,7 +196,7 @@ def _jsonable(v):
     if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
     return str(v)
 
-# %% ../nbs/09_training.ipynb #b14af331
+# %% ../nbs/09_training.ipynb #f655627a
 class Interrupted(RuntimeError):
     "Training stopped by a signal after saving its checkpoint."
 
@@ -211,7 +211,7 @@ class _CatchSignals:
     def __exit__(self, *exc):
         if self.old is not None: signal.signal(signal.SIGTERM, self.old)
 
-# %% ../nbs/09_training.ipynb #454e889d
+# %% ../nbs/09_training.ipynb #db8582c2
 @dataclass
 class Run:
     "The result of `fit`: the log, the final summary, the trained model and the run folder."
@@ -220,7 +220,7 @@ class Run:
     model: nn.Module
     out: Optional[Path] = None
 
-# %% ../nbs/09_training.ipynb #48245400
+# %% ../nbs/09_training.ipynb #49565020
 def check_out(out) -> Path:
     "Create the run folder `out` if needed and check that it is writable; a clear error otherwise."
     out = Path(out)
@@ -244,7 +244,7 @@ def _prepare_out(out, config):
     else: atomic_write(p, lambda t: Path(t).write_text(json.dumps(cfg, indent=1)))
     return out
 
-# %% ../nbs/09_training.ipynb #6df1bbd3
+# %% ../nbs/09_training.ipynb #a80aad53
 def denormals_flushed() -> bool:
     "Whether the CPU currently flushes denormal floats to zero."
     return torch.tensor([1e-39], dtype=torch.float32).mul(1.0).item() == 0.0
@@ -259,7 +259,7 @@ def cpu_settings(device:torch.device, num_threads:Optional[int]=None):
     finally:
         torch.set_flush_denormal(flushed); torch.set_num_threads(threads)
 
-# %% ../nbs/09_training.ipynb #3db6e2ee
+# %% ../nbs/09_training.ipynb #8a0ee823
 def fit(model:nn.Module,              # a `SequenceModel` (or any module returning `ModelOutput`)
         sample:Callable,              # `sample(batch_size, generator) -> (x, y)` on the CPU
         val:tuple,                    # held-out `(x, y)` for the evaluations
@@ -283,6 +283,7 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
         out=None,                     # run folder: config.json, log.csv, final.json, checkpoint.pt
         config:Optional[dict]=None,   # what `config.json` stores; a restart must pass the same
         checkpoint_every:float=60.,   # seconds between checkpoints (0: every step)
+        checkpoint_steps:Optional[int]=None, # also checkpoint every this many steps
         progress:bool=True,           # tqdm progress bar
         num_threads:Optional[int]=None, # CPU threads for torch (None: leave as set); 1 is fastest for tiny models
         desc:str='train',
@@ -345,14 +346,15 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
                 st['step'] += 1; bar.update(1)
                 row = log_eval() if st['step'] % eval_every == 0 or st['step'] == steps else None
                 if row: bar.set_postfix(metric=f"{row['metric']:.4g}", updates=f"{row['updates']:.4g}", refresh=False)
-                if ckpt and (st['step'] == steps or st['stop'] or sig.hit or time.monotonic() - last_save >= checkpoint_every):
+                if ckpt and (st['step'] == steps or st['stop'] or sig.hit or time.monotonic() - last_save >= checkpoint_every
+                             or (checkpoint_steps and st['step'] % checkpoint_steps == 0)):
                     save(); last_save = time.monotonic()
                 if sig.hit: raise Interrupted(f"stopped by signal {sig.hit} at step {st['step']}; the checkpoint in {out} resumes it")
                 if callback: callback(st['step'], row)
         return _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, eval_batch_size, device, macs, steps,
                        wall, save if ckpt else None)
 
-# %% ../nbs/09_training.ipynb #a3427a02
+# %% ../nbs/09_training.ipynb #c6df1b56
 def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save):
     "Evaluate on `test`, mark the checkpoint done, write `final.json`; return the `Run`."
     log = pd.DataFrame(st['rows'], columns=LOG_COLUMNS)

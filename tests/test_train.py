@@ -228,3 +228,9 @@ def test_fit_restores_denormal_flushing_and_threads():
     assert not denormals_flushed() and torch.get_num_threads() == n
     with pytest.raises(Crash): run(steps=5, callback=crash_at(2))
     assert not denormals_flushed()
+
+
+def test_checkpoint_every_n_steps(tmp_path):
+    with pytest.raises(Crash): run(out=tmp_path / 'r', checkpoint_every=1e9, checkpoint_steps=7, callback=crash_at(30))
+    assert torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)['state']['step'] == 28
+    pd.testing.assert_frame_equal(no_wall(run(out=tmp_path / 'r', checkpoint_every=1e9, checkpoint_steps=7).log), no_wall(run().log))
