@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['halting_probs', 'ACTOutput', 'ACT', 'ponder_cost']
 
-# %% ../nbs/05_act.ipynb #3cf9b62b
+# %% ../nbs/05_act.ipynb #8507fbfe
 import math
 from typing import NamedTuple
 import torch
@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from .cells import RecurrentCell
 from .layers import unroll, Recurrent
 
-# %% ../nbs/05_act.ipynb #67c1bc38
+# %% ../nbs/05_act.ipynb #a8ed9938
 def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
     "From halting units `h` `(K, B)` of K ponder steps: probabilities `p` `(K, B)`, `N` `(B,)` (long) and `R` `(B,)`."
     K = h.shape[0]
@@ -25,7 +25,7 @@ def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
     p = h * before + R * (n == N).to(h.dtype)                            # p_t^n = h_t^n (n<N), R(t) (n=N), 0 after
     return p, N, R
 
-# %% ../nbs/05_act.ipynb #8ac06e27
+# %% ../nbs/05_act.ipynb #543c0279
 class ACTOutput(NamedTuple):
     "What `ACT.forward` returns; `ponder` and `steps` are zero past the end of a sequence."
     output: Tensor   # the mean-field hidden states s_t, (B, T, H)
@@ -33,7 +33,7 @@ class ACTOutput(NamedTuple):
     ponder: Tensor   # ρ_t = N(t) + R(t), (B, T) even when not `batch_first`
     steps: Tensor    # N(t), (B, T), long
 
-# %% ../nbs/05_act.ipynb #fddcedd3
+# %% ../nbs/05_act.ipynb #c03934c1
 def _check_int(v, name, low=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"`{name}` must be an int >= {low}, got {v!r}")
     return v
@@ -61,27 +61,32 @@ class ACT(Recurrent):
     @property
     def cell(self) -> RecurrentCell: return self.cells[0]
 
-# %% ../nbs/05_act.ipynb #a28676c0
+# %% ../nbs/05_act.ipynb #7febf23f
 def _ponder(self:ACT, xp:Tensor, state:tuple, halted:Tensor=None):
     "Ponder one input step: `xp` `(B, 2, G)` projections with flag 1 and 0; returns `((s_t[0], ρ_t, N), s_t)`."
     xp1, xp0 = xp.unbind(1)
+    W_h, b_h = self.halting_unit.weight.view(-1), self.halting_unit.bias
     hs, states, total = [], [], 0
     for n in range(1, self.max_ponder + 1):
         state = self.cell.step(xp1 if n == 1 else xp0, state)             # s_t^n
-        h = torch.sigmoid(self.halting_unit(state[0])).squeeze(-1)        # h_t^n
+        h = torch.sigmoid(torch.addmv(b_h, state[0], W_h))                # h_t^n = σ(W_h s_t^n + b_h), (B,)
         hs.append(h); states.append(state)
         total = total + h.detach()                                        # Σ_{k≤n} h_t^k
         if n == self.max_ponder: break
         if n % self.check_every == 0:
             done = total >= 1 - self.epsilon
             if bool((done if halted is None else done | halted).all()): break   # every row has halted
+    if len(hs) == 1:                                                      # every row halted at once: N = 1, R = 1, p = 1
+        ones = hs[0].new_ones(hs[0].shape)
+        return (state[0], ones + 1, ones.long()), state
     p, N, R = halting_probs(torch.stack(hs), self.epsilon)
-    s = tuple(torch.einsum('kb,kbh->bh', p, torch.stack(part)) for part in zip(*states))   # s_t = Σ p_t^n s_t^n
+    p = p.unsqueeze(-1)
+    s = tuple((p * torch.stack(part)).sum(0) for part in zip(*states))   # s_t = Σ_n p_t^n s_t^n
     return (s[0], N + R, N), s
 
 ACT._ponder = _ponder
 
-# %% ../nbs/05_act.ipynb #c0d25618
+# %% ../nbs/05_act.ipynb #7fe2541a
 def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `ACTOutput`."
     if isinstance(x, Tensor) and x.dim() in (2, 3) and x.shape[-1] == self.cell.input_size:
@@ -105,7 +110,7 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
 
 ACT.forward = _forward
 
-# %% ../nbs/05_act.ipynb #bb51020a
+# %% ../nbs/05_act.ipynb #02f3ee03
 def ponder_cost(ponder:Tensor, tau:float) -> Tensor:
     "τ·Σ_t ρ_t for each sequence of `ponder` `(B, T)` (or `(T,)`), averaged over the batch: a scalar."
     if not isinstance(ponder, Tensor) or not ponder.is_floating_point() or ponder.dim() not in (1, 2):
