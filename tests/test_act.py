@@ -204,3 +204,20 @@ def test_cuda_matches_cpu():
     x = torch.randn(4, 5, 3)
     r, rc = m(x), m.cuda()(x.cuda())
     torch.testing.assert_close(rc.output.cpu(), r.output, atol=1e-5, rtol=0); assert torch.equal(rc.steps.cpu(), r.steps)
+
+
+def test_module_hand_computed_two_rows_halting_at_different_N():
+    "Unit 0 = tanh(x) (ignores the flag), unit 1 = tanh(2·flag); halting reads unit 0, so h = 0.3 in row 0, 0.6 in row 1."
+    cell = RNNCell(1 + 1, 2)
+    with torch.no_grad():
+        cell.weight_hh.zero_(); cell.bias_hh.zero_(); cell.bias_ih.zero_()
+        cell.weight_ih.copy_(torch.tensor([[0., 1.], [2., 0.]]))
+    m = ACT(cell, max_ponder=10)
+    with torch.no_grad(): m.halting_unit.weight.copy_(torch.tensor([[1., 0.]])); m.halting_unit.bias.zero_()
+    logit = lambda q: math.log(q / (1 - q))
+    x = torch.tensor([math.atanh(logit(0.3)), math.atanh(logit(0.6))]).view(2, 1, 1).expand(2, 3, 1)
+    with torch.no_grad(): r = m(x)
+    assert r.steps.tolist() == [[4, 4, 4], [2, 2, 2]]
+    torch.testing.assert_close(r.ponder, torch.tensor([[4.1] * 3, [2.4] * 3]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(r.output[..., 0], torch.tanh(x[..., 0]))
+    torch.testing.assert_close(r.output[..., 1], torch.tensor([[0.3] * 3, [0.6] * 3]) * math.tanh(2), atol=1e-5, rtol=0)
