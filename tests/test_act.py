@@ -27,7 +27,7 @@ def naive(m, x):
         p = hs[:-1] + [1 - total]
         s = tuple(sum(p_n * s_n[i] for p_n, s_n in zip(p, states)) for i in range(len(s)))
         out.append(s[0]); Ns.append(n); Rs.append(1 - total)
-    return torch.stack(out), torch.tensor(Ns), torch.stack(Rs)
+    return torch.stack(out), torch.tensor(Ns), torch.stack(Rs), s
 
 
 @pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
@@ -56,7 +56,9 @@ def test_batched_matches_row_by_row(cell_type):
     with torch.no_grad():
         r = m(x)
         for b in range(5):
-            y, N, R = naive(m, x[b])
+            y, N, R, last = naive(m, x[b])
+            for i, part in enumerate(r.state if isinstance(r.state, tuple) else (r.state,)):   # h, and c (averaged like h)
+                torch.testing.assert_close(part[0, b], last[i])
             assert torch.equal(r.steps[b], N)
             torch.testing.assert_close(r.output[b], y)
             torch.testing.assert_close(r.ponder[b], N + R)
