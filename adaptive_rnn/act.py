@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['halting_probs', 'ACTOutput', 'ACT', 'ponder_cost']
 
-# %% ../nbs/05_act.ipynb #61c28ed0
+# %% ../nbs/05_act.ipynb #c3659d11
 import math
 from typing import NamedTuple
 import torch
@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from .cells import RecurrentCell
 from .layers import unroll, Recurrent
 
-# %% ../nbs/05_act.ipynb #fec0d090
+# %% ../nbs/05_act.ipynb #115bd0e0
 def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
     "From halting units `h` `(K, B)` of K ponder steps: probabilities `p` `(K, B)`, `N` `(B,)` (long) and `R` `(B,)`."
     K = h.shape[0]
@@ -25,7 +25,7 @@ def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
     p = h * before + R * (n == N).to(h.dtype)                            # p_t^n = h_t^n (n<N), R(t) (n=N), 0 after
     return p, N, R
 
-# %% ../nbs/05_act.ipynb #22734372
+# %% ../nbs/05_act.ipynb #a08d4fc5
 class ACTOutput(NamedTuple):
     "What `ACT.forward` returns; `ponder` and `steps` are zero past the end of a sequence."
     output: Tensor   # the mean-field hidden states s_t, (B, T, H)
@@ -33,7 +33,7 @@ class ACTOutput(NamedTuple):
     ponder: Tensor   # ρ_t = N(t) + R(t), (B, T) even when not `batch_first`
     steps: Tensor    # N(t), (B, T), long
 
-# %% ../nbs/05_act.ipynb #8d8e6ba9
+# %% ../nbs/05_act.ipynb #91a8d176
 def _check_int(v, name, low=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"`{name}` must be an int >= {low}, got {v!r}")
     return v
@@ -41,8 +41,12 @@ def _check_int(v, name, low=1):
 class ACT(Recurrent):
     """Adaptive Computation Time around `cell`, whose `input_size` is the data's features + 1: ACT adds the
     first-read flag (feature 0) itself, so `forward` takes `x` `(B, T, cell.input_size - 1)`."""
-    def __init__(self, cell:RecurrentCell, max_ponder:int=100, epsilon:float=0.01, halting_bias:float=1.0,
-                 batch_first:bool=True, learn_init:bool=False, check_every:int=1):
+    def __init__(self, cell:RecurrentCell,      # any cell of chapter 01, `input_size` = features + 1
+                 max_ponder:int=100,            # M, the cap on N(t) (the thesis: 100 for parity, 20 for addition)
+                 epsilon:float=0.01,            # ε: halt when Σ h ≥ 1 - ε
+                 halting_bias:float=1.0,        # initial b_h: +1 starts at about 2 ponder steps, -1 at about 4
+                 batch_first:bool=True, learn_init:bool=False,
+                 check_every:int=1):            # test 'every row halted' every k ponder steps (a host sync on a GPU)
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
         if cell.input_size < 2: raise ValueError(f"`cell.input_size` must be features + 1 (the flag) >= 2, got {cell.input_size}")
@@ -61,7 +65,7 @@ class ACT(Recurrent):
     @property
     def cell(self) -> RecurrentCell: return self.cells[0]
 
-# %% ../nbs/05_act.ipynb #2f8791db
+# %% ../nbs/05_act.ipynb #ade678e8
 def _ponder(self:ACT, xp:Tensor, state:tuple, halted:Tensor=None):
     "Ponder one input step: `xp` `(B, 2, G)` projections with flag 1 and 0; returns `((s_t[0], ρ_t, N), s_t)`."
     xp1, xp0 = xp.unbind(1)
@@ -86,7 +90,7 @@ def _ponder(self:ACT, xp:Tensor, state:tuple, halted:Tensor=None):
 
 ACT._ponder = _ponder
 
-# %% ../nbs/05_act.ipynb #90106cb3
+# %% ../nbs/05_act.ipynb #0f6d7946
 def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `ACTOutput`."
     if isinstance(x, Tensor) and x.dim() in (2, 3) and x.shape[-1] == self.cell.input_size:
@@ -110,7 +114,7 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
 
 ACT.forward = _forward
 
-# %% ../nbs/05_act.ipynb #22fe6e75
+# %% ../nbs/05_act.ipynb #df6d4d3e
 def ponder_cost(ponder:Tensor, tau:float) -> Tensor:
     "τ·Σ_t ρ_t for each sequence of `ponder` `(B, T)` (or `(T,)`), averaged over the batch: a scalar."
     if not isinstance(ponder, Tensor) or not ponder.is_floating_point() or ponder.dim() not in (1, 2):

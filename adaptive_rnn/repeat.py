@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['repeat_inputs', 'RepeatOutput', 'RepeatRNN', 'RepeatSkipOutput', 'RepeatSkip']
 
-# %% ../nbs/06_repeat.ipynb #2447f658
+# %% ../nbs/06_repeat.ipynb #09261c96
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
@@ -14,7 +14,7 @@ from . import layers
 from .layers import unroll, Recurrent
 from .skip import SkipRNN
 
-# %% ../nbs/06_repeat.ipynb #9962f131
+# %% ../nbs/06_repeat.ipynb #64789bf3
 def _check_repeats(repeats) -> int:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"`repeats` must be an int >= 1, got {repeats!r}")
@@ -33,7 +33,7 @@ def repeat_inputs(x:Tensor, repeats:int, batch_first:bool=True) -> Tensor:
     out = torch.cat([flag.view(1, T * repeats, 1).expand(B, -1, -1), xb.repeat_interleave(repeats, dim=1)], -1)
     return out if batch_first else out.transpose(0, 1)
 
-# %% ../nbs/06_repeat.ipynb #b1c2ff85
+# %% ../nbs/06_repeat.ipynb #14e0c5e7
 class RepeatOutput(NamedTuple):
     "What `RepeatRNN.forward` returns; `ponder` and `steps` are zero past the end of a sequence."
     output: Tensor   # the state after the last read of each input, (B, T, H)
@@ -41,11 +41,13 @@ class RepeatOutput(NamedTuple):
     ponder: Tensor   # ρ for every input (reads per input, to log beside ACT's), (B, T), float
     steps: Tensor    # the same, long
 
-# %% ../nbs/06_repeat.ipynb #e1080631
+# %% ../nbs/06_repeat.ipynb #921be48a
 class RepeatRNN(Recurrent):
     """Every input read `repeats` times by `cell`, whose `input_size` is the data's features + 1: the layer adds
     the first-read flag (feature 0) itself, so `forward` takes `x` `(B, T, cell.input_size - 1)`."""
-    def __init__(self, cell:RecurrentCell, repeats:int, batch_first:bool=True, learn_init:bool=False):
+    def __init__(self, cell:RecurrentCell,      # any cell of chapter 01, `input_size` = features + 1
+                 repeats:int,                   # ρ, the reads of every input
+                 batch_first:bool=True, learn_init:bool=False):
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
         if cell.input_size < 2: raise ValueError(f"`cell.input_size` must be features + 1 (the flag) >= 2, got {cell.input_size}")
@@ -59,7 +61,7 @@ class RepeatRNN(Recurrent):
     @property
     def cell(self) -> RecurrentCell: return self.cells[0]
 
-# %% ../nbs/06_repeat.ipynb #7e2d90c2
+# %% ../nbs/06_repeat.ipynb #4c888968
 def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOutput:
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `RepeatOutput`."
     x, lengths, unbatched = self._prepare(x, lengths)
@@ -86,7 +88,7 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
 
 RepeatRNN.forward = _forward
 
-# %% ../nbs/06_repeat.ipynb #68c4447d
+# %% ../nbs/06_repeat.ipynb #80f77fb0
 class RepeatSkipOutput(NamedTuple):
     "What `RepeatSkip.forward` returns."
     output: Tensor        # the Skip layer's output after the last read of each input, (B, T, H)
