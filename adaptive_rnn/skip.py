@@ -5,16 +5,17 @@
 # %% auto #0
 __all__ = ['straight_through', 'binarize_round', 'binarize_bernoulli', 'next_u_tilde', 'n_skip', 'SkipOutput', 'SkipRNN', 'SkipLSTM', 'SkipGRU', 'budget_loss', 'target_budget_loss', 'RandomSkipRNN', 'RandomSkipLSTM', 'RandomSkipGRU', 'count_updates', 'flops_per_update', 'count_flops']
 
-# %% ../nbs/03_skip_rnn.ipynb #ade7d26e
+# %% ../nbs/03_skip_rnn.ipynb #d8a6231f
 import math
 from typing import NamedTuple, Optional
+import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .cells import RNNCell, LSTMCell, GRUCell
 from .layers import Recurrent, unroll, LSTM, GRU, RNN
 
-# %% ../nbs/03_skip_rnn.ipynb #3df37c29
+# %% ../nbs/03_skip_rnn.ipynb #9f253a88
 def straight_through(u_tilde:Tensor, u:Tensor) -> Tensor:
     "`u`'s values with the gradient of `u_tilde`: the straight-through estimator $\\partial u/\\partial\\tilde u = 1$ (eq. 4.7)."
     return u + (u_tilde - u_tilde.detach()) if u_tilde.requires_grad else u
@@ -27,18 +28,18 @@ def binarize_bernoulli(u_tilde:Tensor, r:Tensor) -> Tensor:
     "$u \\sim \\mathrm{Bernoulli}(\\tilde u)$ as $u = [r < \\tilde u]$ for uniform `r`, with the straight-through gradient."
     return straight_through(u_tilde, (r < u_tilde).to(u_tilde.dtype))
 
-# %% ../nbs/03_skip_rnn.ipynb #1c91c512
+# %% ../nbs/03_skip_rnn.ipynb #a62cbd5e
 def next_u_tilde(u:Tensor, u_tilde:Tensor, delta_u:Tensor) -> Tensor:
     "Eq. 4.5: $\\tilde u_{t+1} = u_t\\Delta\\tilde u_t + (1-u_t)(\\tilde u_t + \\min(\\Delta\\tilde u_t, 1-\\tilde u_t))$."
     return torch.lerp(u_tilde + torch.minimum(delta_u, 1 - u_tilde), delta_u, u)
 
-# %% ../nbs/03_skip_rnn.ipynb #f8e0a2e1
+# %% ../nbs/03_skip_rnn.ipynb #0a44bd4d
 def n_skip(delta_u) -> Tensor:
     "Eq. 4.6, steps skipped after an update whose gate gave `delta_u` (ties update): $\\lceil 0.5/\\Delta\\tilde u\\rceil - 1$."
     delta_u = torch.as_tensor(delta_u, dtype=torch.float64)
     return (torch.ceil(0.5 / delta_u) - 1).clamp(min=0)
 
-# %% ../nbs/03_skip_rnn.ipynb #788c1083
+# %% ../nbs/03_skip_rnn.ipynb #42826e95
 class SkipOutput(NamedTuple):
     "What a Skip RNN returns."
     output: Tensor        # (B, T, H) with batch_first, else (T, B, H): the top layer's h_t (copied on skipped steps)
@@ -47,7 +48,7 @@ class SkipOutput(NamedTuple):
     update_probs: Tensor  # ũ_t, (B, T)
     u_tilde: Tensor       # ũ_{T+1}, (B,): the `u_tilde` that continues the sequence
 
-# %% ../nbs/03_skip_rnn.ipynb #cbf826ff
+# %% ../nbs/03_skip_rnn.ipynb #0ce5e1fe
 class SkipRNN(Recurrent):
     "A stack of cells that updates or copies its whole state at each step (Skip RNN, Campos et al. 2018)."
     cell_type = RNNCell
@@ -77,7 +78,7 @@ class SkipRNN(Recurrent):
         "Eqs. 4.4–4.5: ũ of the next step from this step's gate, ũ and the top layer's new state."
         return next_u_tilde(u, u_tilde, self.delta_u(top_state))
 
-# %% ../nbs/03_skip_rnn.ipynb #4eaba275
+# %% ../nbs/03_skip_rnn.ipynb #9e8990d4
 def _initial_u_tilde(self:SkipRNN, u_tilde, batch_size:int, like:Tensor) -> Tensor:
     "ũ_1 as a `(B, 1)` tensor: 1 (the first step updates), or the user's `u_tilde` (a number or `(B,)`), checked."
     if u_tilde is None: return like.new_ones(batch_size, 1)
@@ -94,8 +95,8 @@ def _draws(self:SkipRNN, T:int, B:int, like:Tensor) -> Optional[Tensor]:
 
 SkipRNN._initial_u_tilde, SkipRNN._draws = _initial_u_tilde, _draws
 
-# %% ../nbs/03_skip_rnn.ipynb #e51c8856
-def _step_fn(self:SkipRNN):
+# %% ../nbs/03_skip_rnn.ipynb #5c3984a5
+def _skip_step(self:SkipRNN):
     "The Skip RNN step for `unroll`: `((xp_t, r_t), (*states, ũ)) -> ((h_t, u_t, ũ_t), (*states', ũ'))`."
     n, L = self.cells[0].n_states, len(self.cells)
     drop = self.dropout if self.training else 0.
@@ -112,9 +113,9 @@ def _step_fn(self:SkipRNN):
         return (s[(L - 1) * n], u[:, 0], u_tilde[:, 0]), (*s, self.next_u_tilde(u, u_tilde, tuple(s[(L - 1) * n:])))  # (4.4–4.5)
     return step
 
-SkipRNN._step_fn = _step_fn
+SkipRNN._skip_step = _skip_step
 
-# %% ../nbs/03_skip_rnn.ipynb #912d6194
+# %% ../nbs/03_skip_rnn.ipynb #d7b2be97
 def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     "Whether to run the sparse path (chapter 04 fills this in; here always the dense, masked form)."
     if sparse: raise NotImplementedError("`sparse=True` needs the sparse path of chapter 04")
@@ -132,7 +133,7 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
     else:
         r = self._draws(T, B, x)
         xp = self.cells[0].project(x)
-        (out, us, uts), carry = unroll(self._step_fn(), xp if r is None else (xp, r), (*(s for st in states for s in st), ut), lengths)
+        (out, us, uts), carry = unroll(self._skip_step(), xp if r is None else (xp, r), (*(s for st in states for s in st), ut), lengths)
         n = self.cells[0].n_states
         finals, ut = [tuple(carry[l * n:(l + 1) * n]) for l in range(self.num_layers)], carry[-1]
     state, us, uts, ut = self._join_state(finals), us.transpose(0, 1), uts.transpose(0, 1), ut[:, 0]
@@ -144,7 +145,7 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
 
 SkipRNN._pick_sparse, SkipRNN.forward = _pick_sparse, _forward
 
-# %% ../nbs/03_skip_rnn.ipynb #1678d36e
+# %% ../nbs/03_skip_rnn.ipynb #1e1c07b4
 class SkipLSTM(SkipRNN):
     "Skip LSTM: LSTM cells, one update gate for the stack, reading the top layer's cell state $c_t$ by default."
     cell_type = LSTMCell
@@ -153,7 +154,7 @@ class SkipGRU(SkipRNN):
     "Skip GRU: GRU cells, one update gate for the stack, reading the top layer's $h_t$."
     cell_type = GRUCell
 
-# %% ../nbs/03_skip_rnn.ipynb #c8c6e95f
+# %% ../nbs/03_skip_rnn.ipynb #eba98884
 def _check_updates(updates) -> Tensor:
     if not isinstance(updates, Tensor): raise TypeError(f"`updates` must be a torch.Tensor, got {type(updates).__name__}")
     if updates.dim() != 2: raise ValueError(f"`updates` must have shape (batch, time), got {tuple(updates.shape)}")
@@ -174,7 +175,7 @@ def budget_loss(updates:Tensor, # u_t, (batch, time)
     updates, lam = _check_updates(updates), _check_cost(cost_per_sample, 'cost_per_sample')
     return lam * updates.sum(1).mean(0)
 
-# %% ../nbs/03_skip_rnn.ipynb #a3c3718f
+# %% ../nbs/03_skip_rnn.ipynb #b0cb5400
 def target_budget_loss(updates:Tensor, # u_t, (batch, time)
                        target:float,   # the wanted number of updates per sequence, k ≥ 0
                        weight:float=1.0, # the loss' weight
@@ -187,7 +188,7 @@ def target_budget_loss(updates:Tensor, # u_t, (batch, time)
     d = updates.sum(1) - target
     return weight * (d.abs() if norm == 'l1' else d * d).mean(0)
 
-# %% ../nbs/03_skip_rnn.ipynb #d26d2d1a
+# %% ../nbs/03_skip_rnn.ipynb #697de1fc
 class RandomSkipRNN(SkipRNN):
     "Baseline: update the state with a fixed probability `p_update` at every step, independently (no learned gate)."
     def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=True,
@@ -210,7 +211,7 @@ class RandomSkipGRU(RandomSkipRNN):
     "GRU with random state updates."
     cell_type = GRUCell
 
-# %% ../nbs/03_skip_rnn.ipynb #a67d8857
+# %% ../nbs/03_skip_rnn.ipynb #38a9eb44
 def count_updates(updates:Tensor, reduction:str='mean'):
     "State updates per sequence, $\\sum_t u_t$: their batch mean (a float) or, with `reduction='none'`, a `(batch,)` tensor."
     n = _check_updates(updates).detach().sum(1)
@@ -227,7 +228,7 @@ def count_flops(model:nn.Module, updates:Tensor, reduction:str='mean'):
     "Inference FLOPs per sequence (the slides' convention: multiply–accumulates of the weights, per update)."
     return count_updates(updates, reduction) * flops_per_update(model)
 
-# %% ../nbs/04_skip_inference.ipynb #07d24962
+# %% ../nbs/04_skip_inference.ipynb #8128d774
 def _replay(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     "Steps until ũ ≥ 0.5 from `start`, by the dense recursion ũ ← ũ + min(Δũ, 1 − ũ) in the model's dtype (at most T+1)."
     v, k = start.clone(), torch.zeros_like(start, dtype=torch.long)
@@ -240,16 +241,21 @@ def _replay(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
 
 def _plan(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     "Steps until the next update, $k^* = \\max(0, \\lceil(0.5 - a)/\\Delta\\tilde u\\rceil)$ from ũ = `start` (ties update), exact; capped at T+1."
-    a, d = start.double(), delta_u.double()
-    q = (0.5 - a) / d                                                # k* = ⌈q⌉: a + k*·Δ ≥ 0.5 > a + (k*−1)·Δ
-    k = q.ceil().nan_to_num(0.).clamp_(0, T + 1)
-    margin = d * torch.minimum(k - q, q - k + 1)                     # distance of a + k*Δ, a + (k*−1)Δ from 0.5
-    near = (margin < (k + 2) * torch.finfo(start.dtype).eps) & (k <= T) # rounding of k additions could decide
-    k = k.long()
-    if bool(near.any()): k[near] = _replay(start[near], delta_u[near], T)
+    cpu = start.device.type == 'cpu'                                 # a few hundred numbers: numpy is cheaper than kernel launches
+    lib = np if cpu else torch
+    a, d = (start.numpy().astype(np.float64), delta_u.numpy().astype(np.float64)) if cpu else (start.double(), delta_u.double())
+    with np.errstate(divide='ignore', invalid='ignore'):
+        q = (0.5 - a) / d                                            # k* = ⌈q⌉: a + k*·Δ ≥ 0.5 > a + (k*−1)·Δ
+        k = lib.clip(lib.nan_to_num(lib.ceil(q), nan=0., posinf=T + 1., neginf=0.), 0, T + 1)
+        margin = d * lib.minimum(k - q, q - k + 1)                   # distance of a + k*Δ and a + (k*−1)Δ from 0.5
+        near = (margin < (k + 2) * torch.finfo(start.dtype).eps) & (k <= T)  # rounding of k additions could decide
+    k = torch.from_numpy(k.astype(np.int64)) if cpu else k.long()
+    if bool(near.any()):
+        i = torch.from_numpy(np.flatnonzero(near)) if cpu else near.nonzero()[:, 0]
+        k[i] = _replay(start[i], delta_u[i], T)
     return k
 
-# %% ../nbs/04_skip_inference.ipynb #65555a02
+# %% ../nbs/04_skip_inference.ipynb #e61c7c9e
 @torch.no_grad()
 def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor], plan_next):
     "Run the update rounds from the first update steps `first` `(B,)`; replace the flat states `S` in place; return the event log."
@@ -276,7 +282,7 @@ def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor],
 
 SkipRNN._rounds = _rounds
 
-# %% ../nbs/04_skip_inference.ipynb #b830bc3e
+# %% ../nbs/04_skip_inference.ipynb #d6ce15db
 @torch.no_grad()
 def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None):
     "The sparse path: `x` `(T, B, I)` → time-major `(output, per-layer final states, updates, ũ_t, ũ_{T+1} (B, 1))`."
@@ -325,7 +331,7 @@ def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None
 
 SkipRNN._forward_sparse = _forward_sparse
 
-# %% ../nbs/04_skip_inference.ipynb #38ae5cfc
+# %% ../nbs/04_skip_inference.ipynb #eccbeae5
 def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     "Whether to run the sparse path: `sparse=None` picks it when no gradient is needed and the gate is not sampled."
     if sparse is None: return not need_grad and self.binarize != 'bernoulli'
