@@ -228,7 +228,7 @@ def count_flops(model:nn.Module, updates:Tensor, reduction:str='mean'):
     "Inference FLOPs per sequence (the slides' convention: multiply–accumulates of the weights, per update)."
     return count_updates(updates, reduction) * flops_per_update(model)
 
-# %% ../nbs/04_skip_inference.ipynb #8128d774
+# %% ../nbs/04_skip_inference.ipynb #0bd391ca
 def _replay(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     "Steps until ũ ≥ 0.5 from `start`, by the dense recursion ũ ← ũ + min(Δũ, 1 − ũ) in the model's dtype (at most T+1)."
     v, k = start.clone(), torch.zeros_like(start, dtype=torch.long)
@@ -255,7 +255,7 @@ def _plan(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
         k[i] = _replay(start[i], delta_u[i], T)
     return k
 
-# %% ../nbs/04_skip_inference.ipynb #e61c7c9e
+# %% ../nbs/04_skip_inference.ipynb #5063f621
 @torch.no_grad()
 def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor], plan_next):
     "Run the update rounds from the first update steps `first` `(B,)`; replace the flat states `S` in place; return the event log."
@@ -282,7 +282,7 @@ def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor],
 
 SkipRNN._rounds = _rounds
 
-# %% ../nbs/04_skip_inference.ipynb #d6ce15db
+# %% ../nbs/04_skip_inference.ipynb #f4cd0e51
 @torch.no_grad()
 def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None):
     "The sparse path: `x` `(T, B, I)` → time-major `(output, per-layer final states, updates, ũ_t, ũ_{T+1} (B, 1))`."
@@ -331,7 +331,7 @@ def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None
 
 SkipRNN._forward_sparse = _forward_sparse
 
-# %% ../nbs/04_skip_inference.ipynb #eccbeae5
+# %% ../nbs/04_skip_inference.ipynb #42423e0f
 def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     "Whether to run the sparse path: `sparse=None` picks it when no gradient is needed and the gate is not sampled."
     if sparse is None: return not need_grad and self.binarize != 'bernoulli'
