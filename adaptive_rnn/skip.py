@@ -228,7 +228,7 @@ def count_flops(model:nn.Module, updates:Tensor, reduction:str='mean'):
     "Inference FLOPs per sequence (the slides' convention: multiply–accumulates of the weights, per update)."
     return count_updates(updates, reduction) * flops_per_update(model)
 
-# %% ../nbs/04_skip_inference.ipynb #0bd391ca
+# %% ../nbs/04_skip_inference.ipynb #2ec5aa1c
 def _replay(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     "Steps until ũ ≥ 0.5 from `start`, by the dense recursion ũ ← ũ + min(Δũ, 1 − ũ) in the model's dtype (at most T+1)."
     v, k = start.clone(), torch.zeros_like(start, dtype=torch.long)
@@ -243,7 +243,8 @@ def _plan(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     "Steps until the next update, $k^* = \\max(0, \\lceil(0.5 - a)/\\Delta\\tilde u\\rceil)$ from ũ = `start` (ties update), exact; capped at T+1."
     cpu = start.device.type == 'cpu'                                 # a few hundred numbers: numpy is cheaper than kernel launches
     lib = np if cpu else torch
-    a, d = (start.numpy().astype(np.float64), delta_u.numpy().astype(np.float64)) if cpu else (start.double(), delta_u.double())
+    f64 = lambda v: (v if v.dtype in (torch.float32, torch.float64) else v.double()).numpy().astype(np.float64) if cpu else v.double()
+    a, d = f64(start), f64(delta_u)
     with np.errstate(divide='ignore', invalid='ignore'):
         q = (0.5 - a) / d                                            # k* = ⌈q⌉: a + k*·Δ ≥ 0.5 > a + (k*−1)·Δ
         k = lib.clip(lib.nan_to_num(lib.ceil(q), nan=0., posinf=T + 1., neginf=0.), 0, T + 1)
@@ -255,7 +256,7 @@ def _plan(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
         k[i] = _replay(start[i], delta_u[i], T)
     return k
 
-# %% ../nbs/04_skip_inference.ipynb #5063f621
+# %% ../nbs/04_skip_inference.ipynb #b7f130fd
 @torch.no_grad()
 def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor], plan_next):
     "Run the update rounds from the first update steps `first` `(B,)`; replace the flat states `S` in place; return the event log."
@@ -282,7 +283,7 @@ def _rounds(self:SkipRNN, x:Tensor, S:list, first:Tensor, lens:Optional[Tensor],
 
 SkipRNN._rounds = _rounds
 
-# %% ../nbs/04_skip_inference.ipynb #f4cd0e51
+# %% ../nbs/04_skip_inference.ipynb #af59a66c
 @torch.no_grad()
 def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None):
     "The sparse path: `x` `(T, B, I)` → time-major `(output, per-layer final states, updates, ũ_t, ũ_{T+1} (B, 1))`."
@@ -331,7 +332,7 @@ def _forward_sparse(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None
 
 SkipRNN._forward_sparse = _forward_sparse
 
-# %% ../nbs/04_skip_inference.ipynb #42423e0f
+# %% ../nbs/04_skip_inference.ipynb #2f0f7333
 def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     "Whether to run the sparse path: `sparse=None` picks it when no gradient is needed and the gate is not sampled."
     if sparse is None: return not need_grad and self.binarize != 'bernoulli'

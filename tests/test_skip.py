@@ -256,3 +256,22 @@ def test_cuda_sparse_equals_dense():
     with torch.no_grad(): d, s = m(x, sparse=False), m(x, sparse=True)
     assert torch.equal(d.updates, s.updates)
     torch.testing.assert_close(d.output, s.output, atol=1e-5, rtol=0)
+
+
+def test_sparse_half_precision_plan():
+    d = torch.tensor([0.3, 0.07, 0.25], dtype=torch.bfloat16)
+    assert torch.equal(_plan(d, d, 100), _replay(d, d, 100))
+
+
+from hypothesis import given, settings, strategies as st
+
+
+@settings(max_examples=25, deadline=None)
+@given(cls=st.sampled_from(CLASSES), L=st.integers(1, 2), B=st.integers(1, 6), T=st.integers(1, 30),
+       bias=st.floats(-4., 3.), scale=st.floats(0., 5.), seed=st.integers(0, 2**16), use_lengths=st.booleans())
+def test_sparse_equals_dense_property(cls, L, B, T, bias, scale, seed, use_lengths):
+    torch.manual_seed(seed)
+    m = cls(3, 5, num_layers=L)
+    with torch.no_grad(): m.update_gate.weight.mul_(scale); m.update_gate.bias.fill_(bias)
+    lengths = torch.randint(1, T + 1, (B,)) if use_lengths else None
+    _equal(m, torch.randn(B, T, 3), lengths=lengths, u_tilde=torch.rand(B) * 0.99 + 0.01)
