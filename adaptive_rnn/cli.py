@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['CLIError', 'build_parser', 'main']
 
-# %% ../nbs/cli.ipynb #f9d14709
+# %% ../nbs/cli.ipynb #b651ca6a
 import argparse, importlib.util, math, sys, textwrap
 from pathlib import Path
 from .experiments import EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text
 
-# %% ../nbs/cli.ipynb #576c1253
+# %% ../nbs/cli.ipynb #d6ee5926
 class _Parser(argparse.ArgumentParser):
     "argparse with one-line errors."
     def error(self, message): raise CLIError(message)
@@ -31,7 +31,7 @@ _nonneg = _number(float, lambda v: math.isfinite(v) and v >= 0, 'a non-negative 
 _pos_int = _number(int, lambda v: v >= 1, 'an integer >= 1')
 _nonneg_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 
-# %% ../nbs/cli.ipynb #8a22911c
+# %% ../nbs/cli.ipynb #3620e118
 def _epilog() -> str:
     lines = ['experiments (paper settings; --quick runs in seconds on a CPU):']
     for e in EXPERIMENTS.values():
@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser('bench', help='speed and memory benchmarks (adaptive_rnn.bench)')
     b.add_argument('name', help='the benchmark to run')
     b.add_argument('--out', type=Path, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
+    b.add_argument('--quick', action='store_true', help='small sizes, seconds on a CPU')
     return p
 
-# %% ../nbs/cli.ipynb #68779d20
+# %% ../nbs/cli.ipynb #7e5246aa
 def _list(out=sys.stdout):
     print(_epilog(), file=out)
 
@@ -95,11 +96,11 @@ def _bench(a) -> int:
     if importlib.util.find_spec('adaptive_rnn.bench') is None:
         raise CLIError("benchmarks are not available: this installation has no adaptive_rnn.bench module")
     from adaptive_rnn.bench import run_benchmark
-    res = run_benchmark(a.name, a.out)
-    if res is not None: print(res)
+    run_benchmark(a.name, a.out, **(dict(quick=True) if a.quick else {}))
+    print(f"wrote {a.out / (a.name + '.json')}")
     return 0
 
-# %% ../nbs/cli.ipynb #c3ace728
+# %% ../nbs/cli.ipynb #a416f91e
 def main(argv=None) -> int:
     "The `adaptive-rnn` command: returns the exit status (0 ok, 2 usage or data error, 130/143 interrupted)."
     from adaptive_rnn.train import Interrupted

@@ -227,3 +227,10 @@ def test_imdb_and_ucf101_run_on_provided_data(tmp_path):
                  '--out', str(tmp_path / 'ru'), '--no-progress']) == 0
     f = json.loads((tmp_path / 'ru' / 'final.json').read_text())
     assert f['steps'] == 2 and 0 < f['updates'] <= 25
+
+
+def test_unknown_benchmark_is_one_line(tmp_path, capsys):
+    from adaptive_rnn.cli import main
+    assert main(['bench', 'no_such_benchmark', '--out', str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and ('no_such_benchmark' in err or 'adaptive_rnn.bench' in err), err
