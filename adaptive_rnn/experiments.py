@@ -8,7 +8,7 @@ __all__ = ['MODELS', 'VAL_SEED', 'TEST_SEED', 'EXPERIMENTS', 'KNOBS', 'ModelSpec
            'Data', 'data_root', 'Experiment', 'get_experiment', 'out_features', 'experiments_table', 'models_table',
            'run_name', 'resolve_knobs', 'settings', 'build_model', 'Embedded', 'run_experiment']
 
-# %% ../nbs/11_experiments.ipynb #51ef08a0
+# %% ../nbs/11_experiments.ipynb #cc8003be
 import copy, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from .train import SequenceModel, TensorSampler, DatasetSampler, Run, fit, get_device, seed_everything, check_out
 
-# %% ../nbs/11_experiments.ipynb #f4808a4a
+# %% ../nbs/11_experiments.ipynb #6161e13f
 @dataclass(frozen=True)
 class ModelSpec:
     "A model of the registry: `build(input_size, hidden_size, num_layers, **kw)` returns its recurrent core."
@@ -40,25 +40,25 @@ def _skip(cls, **fixed):
         return getattr(skip, cls)(input_size, hidden_size, num_layers=num_layers, batch_first=True, learn_init=learn_init, **fixed)
     return build
 
-# %% ../nbs/11_experiments.ipynb #932d0cd0
+# %% ../nbs/11_experiments.ipynb #de7764d5
 def _one_layer(name, num_layers):
     if num_layers != 1: raise ValueError(f"`num_layers` must be 1 for {name} (it wraps a single cell), got {num_layers}")
 
 def _act(cell):
-    def build(input_size, hidden_size, num_layers=1, *, max_ponder=100, epsilon=0.01, **kw):
+    def build(input_size, hidden_size, num_layers=1, *, max_ponder=100, epsilon=0.01, learn_init=False, **kw):
         _one_layer('ACT', num_layers)
         from adaptive_rnn import act, cells
-        return act.ACT(getattr(cells, cell)(input_size + 1, hidden_size), max_ponder=max_ponder, epsilon=epsilon)
+        return act.ACT(getattr(cells, cell)(input_size + 1, hidden_size), max_ponder=max_ponder, epsilon=epsilon, learn_init=learn_init)
     return build
 
 def _repeat(cell):
-    def build(input_size, hidden_size, num_layers=1, *, repeats=2, **kw):
+    def build(input_size, hidden_size, num_layers=1, *, repeats=2, learn_init=False, **kw):
         _one_layer('the Repeat RNN', num_layers)
         from adaptive_rnn import repeat, cells
-        return repeat.RepeatRNN(getattr(cells, cell)(input_size + 1, hidden_size), repeats)
+        return repeat.RepeatRNN(getattr(cells, cell)(input_size + 1, hidden_size), repeats, learn_init=learn_init)
     return build
 
-# %% ../nbs/11_experiments.ipynb #37fdfb4e
+# %% ../nbs/11_experiments.ipynb #b2d622ba
 MODELS = {s.name: s for s in [
     ModelSpec('rnn', 'plain', _plain('RNN'), 'Elman RNN (tanh)'),
     ModelSpec('lstm', 'plain', _plain('LSTM'), 'LSTM'),
@@ -80,7 +80,7 @@ def get_model(name:str) -> ModelSpec:
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]
 
-# %% ../nbs/11_experiments.ipynb #66cc31ec
+# %% ../nbs/11_experiments.ipynb #9b98adb9
 def mse(pred:Tensor, y:Tensor) -> Tensor:
     "Mean squared error, `pred` reshaped like `y`."
     return F.mse_loss(pred.reshape(y.shape), y)
@@ -111,7 +111,7 @@ def addition_accuracy(pred:Tensor, y:Tensor) -> Tensor:
     from adaptive_rnn import tasks
     return tasks.addition_accuracy(pred, y)
 
-# %% ../nbs/11_experiments.ipynb #f936d770
+# %% ../nbs/11_experiments.ipynb #d47e8d50
 def solved_by(task:str, smoothed:bool=False) -> Callable:
     "`solved(history)` for `task` with the papers' criterion, on the last value or on the smoothed curve."
     def solved(history:list) -> bool:
@@ -123,7 +123,7 @@ def solved_by(task:str, smoothed:bool=False) -> Callable:
         return tasks.solved(task, v)
     return solved
 
-# %% ../nbs/11_experiments.ipynb #6a13968b
+# %% ../nbs/11_experiments.ipynb #cda3d4f8
 class Data(NamedTuple):
     "What an experiment feeds `fit`."
     sample: Callable    # sample(batch_size, generator) -> (x, y)
@@ -144,7 +144,7 @@ def _synthetic(task:str):
         return Data(lambda B, g: fn(B, **kw, generator=g), val, test, val[0].shape[-1])
     return data
 
-# %% ../nbs/11_experiments.ipynb #f37819a8
+# %% ../nbs/11_experiments.ipynb #da6d7652
 def data_root(name:str, root=None) -> Optional[Path]:
     "The data folder of `name`: `root`, else `$ADAPTIVE_RNN_DATA/name`, else `data/name` (None if absent)."
     if root is not None: return Path(root).expanduser()
@@ -188,7 +188,7 @@ def _ucf101(s:dict, root=None) -> Data:
     if r is None: raise FileNotFoundError(f"UCF-101 needs its data: no `root`, $ADAPTIVE_RNN_DATA/ucf101 or data/ucf101 folder. {data.UCF101_HOW}")
     return _tensor_data(data.ucf101(r, 1, s['task']['seq_len']), s)
 
-# %% ../nbs/11_experiments.ipynb #38e2574a
+# %% ../nbs/11_experiments.ipynb #2c93f67b
 @dataclass
 class Experiment:
     "A task of the papers with its data, loss, metric, 'solved' criterion and configurations."
@@ -210,7 +210,7 @@ class Experiment:
     note: str = ''              # what is ours rather than the paper's
     needs_data: str = ''        # data the user must provide
 
-# %% ../nbs/11_experiments.ipynb #eb376dc0
+# %% ../nbs/11_experiments.ipynb #df7bb787
 _SKIP = dict(lr=1e-4, batch_size=256, clip=1.0, learn_init=True, seeds=4)   # Skip RNN thesis §5: Adam 1e-4, batch 256, clip 1, learned s_0
 _ACT = dict(lr=1e-3, clip=1.0, steps=2_000_000, eval_every=1000, seeds=1, epsilon=0.01)  # ACT thesis §6.3: Adam 1e-3, 2M steps, eps 0.01
 _QUICK = dict(clip=1.0, seeds=1, threads=1)
@@ -279,14 +279,14 @@ def get_experiment(name:str) -> Experiment:
     if name not in EXPERIMENTS: raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
-# %% ../nbs/11_experiments.ipynb #d7d05172
+# %% ../nbs/11_experiments.ipynb #681c1dff
 def out_features(e:Experiment, s:dict) -> int:
     "Size of the read-out of experiment `e` with settings `s`."
     if e.name != 'addition': return e.out_features
     from adaptive_rnn import tasks
     return tasks.addition_width(s['task']['seq_len'], s['task']['max_digits']) * tasks.ADDITION_CLASSES
 
-# %% ../nbs/11_experiments.ipynb #674df83b
+# %% ../nbs/11_experiments.ipynb #5bdce04e
 def _steps_text(s):
     return f"{s['epochs']} epochs" if 'epochs' in s else f"{s['steps']:,} steps"
 
@@ -308,7 +308,7 @@ def models_table() -> pd.DataFrame:
     knob = dict(plain='—', skip='--cost-per-sample', random_skip='—', act='--tau', repeat='--repeats')
     return pd.DataFrame([dict(model=m.name, kind=m.kind, option=knob[m.kind], description=m.description) for m in MODELS.values()]).set_index('model')
 
-# %% ../nbs/11_experiments.ipynb #1d05964b
+# %% ../nbs/11_experiments.ipynb #b1c723e5
 KNOBS = dict(skip=('cost_per_sample', 0.0), act=('tau', 0.01), repeat=('repeats', 2))
 
 def run_name(model:str, seed:int=0, quick:bool=False, cost_per_sample=None, tau=None, repeats=None) -> str:
@@ -334,7 +334,7 @@ def resolve_knobs(model:str, cost_per_sample=None, tau=None, repeats=None) -> di
     if own is not None and given[own] is None: given[own] = KNOBS[kind][1]
     return given
 
-# %% ../nbs/11_experiments.ipynb #27506fe4
+# %% ../nbs/11_experiments.ipynb #50574577
 def settings(experiment:str, quick:bool=False, **overrides) -> dict:
     "A copy of the paper's (or the quick) settings of `experiment`, with `overrides`."
     e = get_experiment(experiment)
@@ -363,7 +363,7 @@ class Embedded(nn.Module):
             else: nn.init.uniform_(self.embedding.weight, -0.25, 0.25); self.embedding.weight[0] = 0
     def forward(self, x, state=None): return self.core(self.embedding(x))
 
-# %% ../nbs/11_experiments.ipynb #2d4d2f2c
+# %% ../nbs/11_experiments.ipynb #a76f0ac0
 def run_experiment(name:str,                  # a key of `EXPERIMENTS`
                    model:str,                 # a key of `MODELS`
                    *, cost_per_sample:float=None, # Skip RNN's lambda (skip models; default 0)
