@@ -7,7 +7,7 @@ __all__ = ['LOG_COLUMNS', 'unpack_core', 'ModelOutput', 'SequenceModel', 'comput
            'get_device', 'TensorSampler', 'DatasetSampler', 'evaluate', 'atomic_write', 'rng_states', 'set_rng_states',
            'write_log', 'Interrupted', 'Run', 'check_out', 'denormals_flushed', 'cpu_settings', 'fit']
 
-# %% ../nbs/09_training.ipynb #b26a4578
+# %% ../nbs/09_training.ipynb #32531ea1
 import csv, json, math, os, platform, random, signal, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-# %% ../nbs/09_training.ipynb #9e87f150
+# %% ../nbs/09_training.ipynb #38bd139c
 def unpack_core(result) -> tuple:
     "`(output, state, updates, ponder, steps)` from a core's `(output, state)` pair or result object."
     if hasattr(result, 'output'):
@@ -28,7 +28,7 @@ def unpack_core(result) -> tuple:
     if isinstance(result, (tuple, list)) and len(result) == 2: return (*result, None, None, None)
     raise TypeError(f"a core must return `(output, state)` or an object with an `output` field, got {type(result).__name__}")
 
-# %% ../nbs/09_training.ipynb #0d3b06b6
+# %% ../nbs/09_training.ipynb #3d27691a
 class ModelOutput(NamedTuple):
     "What `SequenceModel` returns."
     prediction: Tensor                 # (B, out_features) for readout='last', (B, T, out_features) for 'all'
@@ -36,7 +36,7 @@ class ModelOutput(NamedTuple):
     ponder: Optional[Tensor] = None    # ACT: rho_t = N(t) + R(t), (B, T)
     n_updates: Optional[Tensor] = None # state updates (cell applications) per sequence, (B,)
 
-# %% ../nbs/09_training.ipynb #6ba0d1b4
+# %% ../nbs/09_training.ipynb #b719a5b3
 class SequenceModel(nn.Module):
     "A recurrent `core` (batch first) and a linear read-out of its last output (`readout='last'`) or of all of them (`'all'`)."
     def __init__(self, core:nn.Module, hidden_size:int, out_features:int, readout:str='last',
@@ -55,7 +55,7 @@ class SequenceModel(nn.Module):
         else: n = out.new_full((B,), float(T * getattr(self.core, 'repeats', 1)))
         return ModelOutput(self.head(self.drop(out[:, -1] if self.readout == 'last' else out)), updates, ponder, n)
 
-# %% ../nbs/09_training.ipynb #bb40e172
+# %% ../nbs/09_training.ipynb #86088f40
 def compute_cost(out:ModelOutput, cost_per_sample:float=0., tau:float=0.) -> Tensor:
     "The compute term of the loss: Skip RNN budget $\\lambda\\sum_t u_t$ plus ACT ponder cost $\\tau\\sum_t\\rho_t$, batch mean."
     cost = out.prediction.new_zeros(())
@@ -67,20 +67,20 @@ def compute_cost(out:ModelOutput, cost_per_sample:float=0., tau:float=0.) -> Ten
         cost = cost + ponder_cost(out.ponder, tau)
     return cost
 
-# %% ../nbs/09_training.ipynb #93440754
+# %% ../nbs/09_training.ipynb #40c1e04f
 def macs_per_update(core:nn.Module) -> int:
     "Multiply-accumulates of one state update of `core`: the number of weights in its matrices (embeddings excluded)."
     skip = {id(p) for m in core.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     return sum(p.numel() for n, p in core.named_parameters() if 'weight' in n.rsplit('.', 1)[-1] and id(p) not in skip)
 
-# %% ../nbs/09_training.ipynb #303f41c9
+# %% ../nbs/09_training.ipynb #92dc6881
 def seed_everything(seed:int) -> torch.Generator:
     "Seed `random`, NumPy and torch (CPU and CUDA); return a CPU `torch.Generator` seeded with `seed` for the data."
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0: raise ValueError(f"`seed` must be a non-negative int, got {seed!r}")
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/09_training.ipynb #04bfa402
+# %% ../nbs/09_training.ipynb #f4accd22
 def get_device(device='cpu') -> torch.device:
     "`device` ('cpu', 'cuda', 'cuda:N', 'mps', 'auto' or a `torch.device`) as a checked `torch.device`."
     if device is None or device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -96,7 +96,7 @@ def get_device(device='cpu') -> torch.device:
     elif d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {device!r}")
     return d
 
-# %% ../nbs/09_training.ipynb #e7f028a4
+# %% ../nbs/09_training.ipynb #b46812c0
 class TensorSampler:
     "Draw batches from tensors `x`, `y` epoch by epoch, in an order shuffled by the caller's generator."
     def __init__(self, x:Tensor, y:Tensor):
@@ -128,7 +128,7 @@ def _chunk_items(ds, idx) -> tuple:
     xs, ys = zip(*(ds[k] for k in idx))
     return torch.stack(xs), torch.stack([torch.as_tensor(v) for v in ys])
 
-# %% ../nbs/09_training.ipynb #8a63a883
+# %% ../nbs/09_training.ipynb #6814ee9d
 def _is_pair(data) -> bool: return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
 
 def _chunk(data, i:int, j:int) -> tuple:
@@ -156,7 +156,7 @@ def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, 
     if not has_ponder: res['ponder'] = math.nan
     return res
 
-# %% ../nbs/09_training.ipynb #573e1247
+# %% ../nbs/09_training.ipynb #2b95c6b4
 def atomic_write(path:Path, write:Callable):
     "Call `write(tmp_path)` then rename the temporary file onto `path`, so `path` is always complete."
     path = Path(path); tmp = path.with_name(f'.{path.name}.tmp')
@@ -177,7 +177,7 @@ def set_rng_states(d:dict, generator:torch.Generator):
     torch.set_rng_state(d['torch']); generator.set_state(d['data'])
     if d['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(d['cuda'])
 
-# %% ../nbs/09_training.ipynb #45987fd8
+# %% ../nbs/09_training.ipynb #80c1a251
 LOG_COLUMNS = ('step', 'wall_s', 'loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'lr', 'flops')
 
 def write_log(path:Path, rows:list):
@@ -196,7 +196,7 @@ def _jsonable(v):
     if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
     return str(v)
 
-# %% ../nbs/09_training.ipynb #f655627a
+# %% ../nbs/09_training.ipynb #65f6c301
 class Interrupted(RuntimeError):
     "Training stopped by a signal after saving its checkpoint."
 
@@ -211,7 +211,7 @@ class _CatchSignals:
     def __exit__(self, *exc):
         if self.old is not None: signal.signal(signal.SIGTERM, self.old)
 
-# %% ../nbs/09_training.ipynb #db8582c2
+# %% ../nbs/09_training.ipynb #1c17a0d9
 @dataclass
 class Run:
     "The result of `fit`: the log, the final summary, the trained model and the run folder."
@@ -220,7 +220,7 @@ class Run:
     model: nn.Module
     out: Optional[Path] = None
 
-# %% ../nbs/09_training.ipynb #49565020
+# %% ../nbs/09_training.ipynb #db5fd7c3
 def check_out(out) -> Path:
     "Create the run folder `out` if needed and check that it is writable; a clear error otherwise."
     out = Path(out)
@@ -244,7 +244,7 @@ def _prepare_out(out, config):
     else: atomic_write(p, lambda t: Path(t).write_text(json.dumps(cfg, indent=1)))
     return out
 
-# %% ../nbs/09_training.ipynb #a80aad53
+# %% ../nbs/09_training.ipynb #002cda32
 def denormals_flushed() -> bool:
     "Whether the CPU currently flushes denormal floats to zero."
     return torch.tensor([1e-39], dtype=torch.float32).mul(1.0).item() == 0.0
@@ -259,7 +259,7 @@ def cpu_settings(device:torch.device, num_threads:Optional[int]=None):
     finally:
         torch.set_flush_denormal(flushed); torch.set_num_threads(threads)
 
-# %% ../nbs/09_training.ipynb #8a0ee823
+# %% ../nbs/09_training.ipynb #bf560c3c
 def fit(model:nn.Module,              # a `SequenceModel` (or any module returning `ModelOutput`)
         sample:Callable,              # `sample(batch_size, generator) -> (x, y)` on the CPU
         val:tuple,                    # held-out `(x, y)` for the evaluations
@@ -349,12 +349,13 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
                 if ckpt and (st['step'] == steps or st['stop'] or sig.hit or time.monotonic() - last_save >= checkpoint_every
                              or (checkpoint_steps and st['step'] % checkpoint_steps == 0)):
                     save(); last_save = time.monotonic()
-                if sig.hit: raise Interrupted(f"stopped by signal {sig.hit} at step {st['step']}; the checkpoint in {out} resumes it")
+                if sig.hit: raise Interrupted(f"stopped by signal {sig.hit} at step {st['step']}; " +
+                                              (f"the checkpoint in {out} resumes it" if ckpt else "no run folder, nothing saved"))
                 if callback: callback(st['step'], row)
         return _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, eval_batch_size, device, macs, steps,
                        wall, save if ckpt else None)
 
-# %% ../nbs/09_training.ipynb #c6df1b56
+# %% ../nbs/09_training.ipynb #55a0abf8
 def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save):
     "Evaluate on `test`, mark the checkpoint done, write `final.json`; return the `Run`."
     log = pd.DataFrame(st['rows'], columns=LOG_COLUMNS)
