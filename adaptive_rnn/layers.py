@@ -5,42 +5,101 @@
 # %% auto #0
 __all__ = ['unroll', 'Recurrent', 'RNN', 'LSTM', 'GRU', 'from_torch']
 
-# %% ../nbs/02_layers.ipynb #328cb6cb
+# %% ../nbs/02_layers.ipynb #1f057b5c
+import warnings
+from functools import partial
 import torch
 from torch import nn, Tensor
+import torch.nn.functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_input
 
-# %% ../nbs/02_layers.ipynb #b89b3bc2
+# %% ../nbs/02_layers.ipynb #ef6259f2
 def _where(mask, new, old): return tuple(torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(new, old))
 
-def unroll(step, inputs, carry:tuple, lengths:Tensor=None):
-    "Run `step(inputs_t, carry) -> (output_t, carry)` over the time-major `inputs`; return stacked outputs and the last carry."
-    xs = inputs if isinstance(inputs, tuple) else (inputs,)
-    outs = []
-    for t in range(xs[0].shape[0]):
-        y, new = step(xs[0][t] if len(xs) == 1 else tuple(x[t] for x in xs), carry)
+def _stack(outs:list):
+    "Stack a list of step outputs (tensors, or tuples of tensors) along a new time dim 0."
+    if isinstance(outs[0], tuple): return tuple(torch.stack(o) for o in zip(*outs))
+    return torch.stack(outs)
+
+def _loop(step, xs:tuple, carry:tuple, lengths=None, reverse:bool=False):
+    "The time loop: `step` over the time-major tensors `xs`; rows with `lengths <= t` keep their carry and output zeros."
+    cols = [x.unbind(0) for x in xs]          # one unbind: its backward is one stack, not T zero-filled copies
+    T, outs = len(cols[0]), []
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        y, new = step(cols[0][t] if len(cols) == 1 else tuple(c[t] for c in cols), carry)
         if lengths is not None:
             alive = lengths > t
             new = _where(alive, new, carry)
             y = tuple(o * alive.view(-1, *([1] * (o.dim() - 1))).to(o.dtype) for o in (y if isinstance(y, tuple) else (y,)))
             y = y if len(y) > 1 else y[0]
-        carry = new
+        carry = tuple(new)
         outs.append(y)
-    if outs and isinstance(outs[0], tuple): return tuple(torch.stack(o) for o in zip(*outs)), carry
-    return torch.stack(outs), carry
+    if reverse: outs.reverse()
+    return _stack(outs), carry
 
-# %% ../nbs/02_layers.ipynb #8f88e374
+# %% ../nbs/02_layers.ipynb #bd008597
+_compiled = {}   # the compiled `_loop`, built on first use; None once compilation proved unavailable
+
+def _compiled_loop():
+    "`torch.compile(_loop)`, or None (with a warning, once) where `torch.compile` is unavailable."
+    if 'fn' not in _compiled:
+        try:
+            if not torch._dynamo.is_dynamo_supported(): raise RuntimeError("torch.compile is not supported on this Python/platform")
+            cfg = torch._dynamo.config       # one cache entry per (step, grad mode): allow more than dynamo's default of 8
+            for k in ('recompile_limit', 'cache_size_limit'):
+                if hasattr(cfg, k): setattr(cfg, k, max(getattr(cfg, k), 64))
+            _compiled['fn'] = torch.compile(_loop, dynamic=False)
+        except Exception as e:
+            warnings.warn(f"`compiled=True`: torch.compile is unavailable ({e}); running eagerly", RuntimeWarning)
+            _compiled['fn'] = None
+    return _compiled['fn']
+
+def _compiled_chunk(step, xs, carry, lengths, reverse):
+    "One chunk through the compiled loop; on a compilation failure, warn once and run it (and every later one) eagerly."
+    fn = _compiled_loop()
+    if fn is not None:
+        try: return fn(step, xs, tuple(c.contiguous() for c in carry), lengths, reverse)   # one layout: one graph
+        except Exception as e:
+            warnings.warn(f"`compiled=True`: torch.compile failed ({type(e).__name__}: {e}); running eagerly", RuntimeWarning)
+            _compiled['fn'] = None
+    return _loop(step, xs, carry, lengths, reverse)
+
+# %% ../nbs/02_layers.ipynb #cacc198a
+def unroll(step, inputs, carry:tuple, lengths:Tensor=None, *, reverse:bool=False, compiled:bool=False, chunk:int=16):
+    "Run `step(inputs_t, carry) -> (output_t, carry)` over the time-major `inputs`; return stacked outputs and the last carry."
+    xs, carry = (inputs if isinstance(inputs, tuple) else (inputs,)), tuple(carry)
+    if not compiled: return _loop(step, xs, carry, lengths, reverse)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
+    parts = [x.split(chunk) for x in xs]               # one split: its backward is one cat (slicing x[a:b] per chunk is quadratic)
+    pieces, starts = [], range(0, xs[0].shape[0], chunk)
+    for k in (reversed(range(len(starts))) if reverse else range(len(starts))):
+        xs_k = tuple(p[k] for p in parts)
+        run = _compiled_chunk if xs_k[0].shape[0] == chunk else _loop   # whole chunks compiled, the tail (< chunk steps) eager
+        y, carry = run(step, xs_k, carry, None if lengths is None else lengths - starts[k], reverse)
+        pieces.append(y)
+    if reverse: pieces.reverse()
+    if isinstance(pieces[0], tuple): return tuple(torch.cat(p) for p in zip(*pieces)), carry
+    return torch.cat(pieces), carry
+
+# %% ../nbs/02_layers.ipynb #1f65adab
 class Recurrent(nn.Module):
     "A stack of `num_layers` cells of type `cell_type` with `torch.nn.LSTM`'s constructor and layout."
     cell_type = RecurrentCell
+    check_finite, compiled, chunk = False, False, 16   # defaults (also for subclasses that build their cells themselves)
     def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=True,
-                 dropout:float=0.0, learn_init:bool=False, device=None, dtype=None, **cell_kwargs):
+                 dropout:float=0.0, learn_init:bool=False, device=None, dtype=None, check_finite:bool=False,
+                 compiled:bool=False, **cell_kwargs):
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}")
-        if not 0 <= dropout < 1: raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"`dropout` must be a number in [0, 1), got {dropout!r}")
+        for name, v in (('batch_first', batch_first), ('learn_init', learn_init), ('check_finite', check_finite), ('compiled', compiled)):
+            if not isinstance(v, bool): raise TypeError(f"`{name}` must be True or False, got {v!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.batch_first, self.dropout, self.learn_init = batch_first, dropout, learn_init
+        self.batch_first, self.dropout, self.learn_init = batch_first, float(dropout), learn_init
+        self.check_finite, self.compiled = check_finite, compiled
         self.cells = nn.ModuleList(self.cell_type(input_size if l == 0 else hidden_size, hidden_size, bias, device=device,
                                                   dtype=dtype, **cell_kwargs) for l in range(num_layers))
         n = self.cells[0].n_states
@@ -51,7 +110,7 @@ class Recurrent(nn.Module):
         if self.init_states is None: return [c.as_state(None, (batch_size,)) for c in self.cells]
         return [tuple(s.expand(batch_size, -1) for s in layer) for layer in self.init_states]
 
-# %% ../nbs/02_layers.ipynb #574bf1dd
+# %% ../nbs/02_layers.ipynb #db8da481
 def _split_state(self:Recurrent, state, batch_size:int) -> list:
     "The user's `state` (`h` or `(h, c)`, each `(num_layers, B, H)`) as a list of per-layer tuples."
     if state is None: return self.initial_state(batch_size)
@@ -71,8 +130,8 @@ def _join_state(self:Recurrent, states:list):
 
 Recurrent._split_state, Recurrent._join_state = _split_state, _join_state
 
-# %% ../nbs/02_layers.ipynb #d29be829
-def _prepare(self:Recurrent, x:Tensor, lengths=None):
+# %% ../nbs/02_layers.ipynb #ef8c167b
+def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
     "Check `x` and `lengths`; return time-major `x` `(T, B, I)`, `lengths` or None, and whether `x` was unbatched."
     x = check_input(x, self.input_size, self.cells[0].weight_ih, ndim=(2, 3))
     unbatched = x.dim() == 2
@@ -81,33 +140,73 @@ def _prepare(self:Recurrent, x:Tensor, lengths=None):
     T, B = x.shape[:2]
     if T == 0: raise ValueError("`input` has an empty time dimension (0 steps)")
     if B == 0: raise ValueError("`input` has an empty batch (0 sequences)")
+    if (self.check_finite if check_finite is None else check_finite) and not bool(torch.isfinite(x).all()):
+        raise ValueError("`input` contains NaN or infinite values (check_finite=True)")
     if lengths is not None:
+        if not isinstance(lengths, (Tensor, list, tuple)): raise TypeError(f"`lengths` must be a tensor or a list of ints, got {type(lengths).__name__}")
         lengths = torch.as_tensor(lengths, device=x.device)
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise TypeError(f"`lengths` must be integers, got {lengths.dtype}")
         if lengths.dim() != 1 or len(lengths) != B: raise ValueError(f"`lengths` must have shape ({B},), got {tuple(lengths.shape)}")
-        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool: raise TypeError(f"`lengths` must be integers, got {lengths.dtype}")
         if (lengths < 1).any() or (lengths > T).any(): raise ValueError(f"`lengths` must be in [1, {T}], got {lengths.tolist()}")
         if bool((lengths == T).all()): lengths = None
     return x, lengths, unbatched
 
 Recurrent._prepare = _prepare
 
-# %% ../nbs/02_layers.ipynb #ed1fcacc
-def _forward(self:Recurrent, x:Tensor, state=None, lengths=None):
-    "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) → `(output (B, T, H), state)` like `torch.nn.LSTM`."
-    x, lengths, unbatched = self._prepare(x, lengths)
+# %% ../nbs/02_layers.ipynb #5f623294
+def _cell_step(cell:RecurrentCell, xp_t:Tensor, state:tuple):
+    "`cell.step` in `unroll`'s form: the output is the new `h`."
+    new = cell.step(xp_t, state)
+    return new[0], new
+
+def _step_fn(self:Recurrent, l:int):
+    "The (kept) `unroll` step of layer `l`."
+    fns = self.__dict__.setdefault('_step_fns', {})
+    fn = fns.get(l)
+    if fn is None or fn.args[0] is not self.cells[l]: fn = fns[l] = partial(_cell_step, self.cells[l])
+    return fn
+
+Recurrent._step_fn = _step_fn
+
+# %% ../nbs/02_layers.ipynb #91b85425
+_SEQUENCE_KERNELS = {}   # cell type -> a whole-layer kernel; filled in the section on speed below
+
+def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
+    "Layer `l` over the time-major `x` `(T, B, I)` from state `s`: the sequence kernel when one applies, else `unroll`."
+    cell = self.cells[l]
+    kernel = _SEQUENCE_KERNELS.get(type(cell)) if lengths is None and not self.compiled else None
+    if kernel is not None: return kernel(cell, x, s)
+    return unroll(self._step_fn(l), cell.project(x), s, lengths, compiled=self.compiled, chunk=self.chunk)
+
+def _forward(self:Recurrent, x, state=None, lengths=None, *, check_finite:bool=None):
+    "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`, or a `PackedSequence`) → `(output, state)` like `torch.nn.LSTM`."
+    packed = x if isinstance(x, PackedSequence) else None
+    if packed is not None:
+        if lengths is not None: raise ValueError("`lengths` must be None when `input` is a PackedSequence (it carries its lengths)")
+        x, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
+        packed_lengths = lengths
+    x, lengths, unbatched = self._prepare(x, lengths, check_finite)
     states, finals = self._split_state(state, x.shape[1]), []
-    for l, (cell, s) in enumerate(zip(self.cells, states)):
-        if l > 0 and self.dropout and self.training: x = nn.functional.dropout(x, self.dropout, True)
-        x, s = unroll(lambda xp_t, s: (lambda new: (new[0], new))(cell.step(xp_t, s)), cell.project(x), s, lengths)
+    for l, s in enumerate(states):
+        if l > 0 and self.dropout and self.training: x = F.dropout(x, self.dropout, True)
+        x, s = self._layer(l, x, s, lengths)
         finals.append(s)
-    if self.batch_first: x = x.transpose(0, 1)
     state = self._join_state(finals)
+    if packed is not None: return _repack(x, packed_lengths, packed), state
+    if self.batch_first: x = x.transpose(0, 1)
     if unbatched: x, state = x.squeeze(0 if self.batch_first else 1), (state[:, 0] if isinstance(state, Tensor) else tuple(s[:, 0] for s in state))
     return x, state
 
-Recurrent.forward = _forward
+def _repack(y:Tensor, lengths:Tensor, like:PackedSequence) -> PackedSequence:
+    "The time-major padded `y` as a PackedSequence with the layout (batch sizes, order) of `like`."
+    if like.sorted_indices is not None: y, lengths = y[:, like.sorted_indices], lengths[like.sorted_indices.cpu()]
+    data = pack_padded_sequence(y, lengths, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
-# %% ../nbs/02_layers.ipynb #349d2666
+Recurrent._layer, Recurrent.forward = _layer, _forward
+
+# %% ../nbs/02_layers.ipynb #6b25adbe
 class RNN(Recurrent):
     "Multi-layer Elman RNN with `torch.nn.RNN`'s interface (`batch_first=True` by default)."
     cell_type = RNNCell
@@ -120,17 +219,161 @@ class GRU(Recurrent):
     "Multi-layer GRU with `torch.nn.GRU`'s interface (`batch_first=True` by default)."
     cell_type = GRUCell
 
-# %% ../nbs/02_layers.ipynb #736b8470
+# %% ../nbs/02_layers.ipynb #92488d41
 @classmethod
-def from_torch(cls, m:nn.RNNBase, learn_init:bool=False):
-    "A copy of the `torch.nn` layer `m` (same weights, same layout)."
+def from_torch(cls, m:nn.RNNBase, learn_init:bool=False, **kwargs):
+    "A copy of the `torch.nn` layer `m` (same weights, same layout); `kwargs`: `check_finite`, `compiled`."
+    if not isinstance(m, nn.RNNBase): raise TypeError(f"`m` must be a torch.nn RNN, LSTM or GRU, got {type(m).__name__}")
     if getattr(m, 'bidirectional', False) or getattr(m, 'proj_size', 0): raise ValueError("`m`: bidirectional and projected layers are not supported")
-    kw = dict(nonlinearity=m.nonlinearity) if isinstance(m, nn.RNN) else {}
+    if cls.cell_type.n_gates * m.hidden_size != m.weight_hh_l0.shape[0]: raise TypeError(f"`m`: a {type(m).__name__} cannot become a {cls.__name__}")
+    if isinstance(m, nn.RNN): kwargs['nonlinearity'] = m.nonlinearity
     p = next(m.parameters())
-    new = cls(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first, m.dropout, learn_init, device=p.device, dtype=p.dtype, **kw)
+    new = cls(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first, m.dropout, learn_init, device=p.device, dtype=p.dtype, **kwargs)
     sd = m.state_dict()
     for l, cell in enumerate(new.cells):
         cell.load_state_dict({k: sd[f'{k}_l{l}'] for k in cell.state_dict()})
     return new
 
 Recurrent.from_torch = from_torch
+
+# %% ../nbs/02_layers.ipynb #1cb47900
+def _lstm_step(H:int, Wt:Tensor):
+    "The LSTM step of the sequence kernel, writing into the slots it is given (no allocation, nothing to stack)."
+    def step(slots, carry):
+        xp_t, a, h_new, c_new, tc = slots                # xp_t = W_ih x_t + b_ih + b_hh (g block doubled); Wt = W_hh^T (g doubled)
+        h, c = carry
+        torch.addmm(xp_t, h, Wt, out=a).sigmoid_()       # all four gates: one product, one sigmoid, (B, 4H)
+        i, f, g, o = a.chunk(4, 1)
+        g.mul_(2).sub_(1)                                # g = tanh(z_g) = 2σ(2 z_g) - 1
+        torch.mul(f, c, out=c_new).addcmul_(i, g)        # c_t = f⊙c_{t-1} + i⊙g
+        torch.mul(c_new, 2, out=tc).sigmoid_().mul_(2).sub_(1)   # tanh(c_t), as 2σ(2c_t) - 1
+        torch.mul(o, tc, out=h_new)                      # h_t = o⊙tanh(c_t)
+        return (), (h_new, c_new)
+    return step
+
+def _double_g(w:Tensor, H:int, dim:int=-1) -> Tensor:
+    "A copy of `w` with the g block (indices 2H:3H of `dim`) times 2, so that one sigmoid gives σ(2 z_g)."
+    w = w.clone()
+    w.narrow(dim, 2 * H, H).mul_(2)
+    return w
+
+def _lstm_forward(xp:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool):
+    "Run the LSTM kernel over `xp` `(T, B, 4H)`; returns `hs` `(T+1, B, H)` (h_0 first), and, when `keep`, `(gates, cs, tanh_cs)`."
+    (T, B, G), H = xp.shape, h0.shape[-1]
+    hs = xp.new_empty(T + 1, B, H); hs[0] = h0
+    if keep: A, cs, tcs = xp.new_empty(T, B, G), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
+    else: A, cs, tcs = xp.new_empty(1, B, G).expand(T, -1, -1), xp.new_empty(1, B, H).expand(T + 1, -1, -1), xp.new_empty(1, B, H).expand(T, -1, -1)
+    cs[0] = c0                                           # without `keep`, every step writes the same scratch slots
+    _loop(_lstm_step(H, _double_g(W_hh, H, 0).t()), (_double_g(xp, H), A, hs[1:], cs[1:], tcs), (h0, c0))
+    return hs, (A, cs, tcs)
+
+# %% ../nbs/02_layers.ipynb #7c73aa8b
+class _LSTMSequence(torch.autograd.Function):
+    "A whole LSTM layer as one autograd node: the forward keeps the gates, the backward is BPTT written out."
+    @staticmethod
+    def forward(ctx, xp, h0, c0, W_hh):
+        hs, (A, cs, tcs) = _lstm_forward(xp, h0, c0, W_hh, keep=True)
+        ctx.save_for_backward(W_hh, A, cs, tcs, hs)
+        return hs[1:], hs[-1].clone(), cs[-1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dY, dh, dc):
+        W_hh, A, cs, tcs, hs = ctx.saved_tensors
+        (T, B, G), H = A.shape, hs.shape[-1]
+        dG = torch.empty_like(A)                                      # ∂L/∂(gate pre-activations), (T, B, 4H)
+        def step(slots, carry):
+            dy, a, c_prev, tc, d = slots
+            dh, dc = carry
+            dh = dh + dy
+            i, f, g, o = a.chunk(4, 1)
+            dc = dc + dh * o * (1 - tc * tc)                          # δc_t += δh_t ⊙ o ⊙ (1 - tanh² c_t)
+            torch.sub(a, a * a, out=d)                                # σ' = σ(1-σ)
+            di, df, dg, do = d.chunk(4, 1)
+            di.mul_(g).mul_(dc); df.mul_(c_prev).mul_(dc)             # δi = δc⊙g⊙σ'_i, δf = δc⊙c_{t-1}⊙σ'_f
+            torch.mul(g, g, out=dg).neg_().add_(1).mul_(i).mul_(dc)   # δg = δc⊙i⊙(1 - g²)
+            do.mul_(tc).mul_(dh)                                      # δo = δh⊙tanh(c_t)⊙σ'_o
+            return (), (torch.mm(d, W_hh), dc * f)                    # δh_{t-1} = δ_gates W_hh, δc_{t-1} = δc_t ⊙ f
+        _, (dh0, dc0) = _loop(step, (dY, A, cs[:-1], tcs, dG), (dh, dc), reverse=True)
+        dW_hh = dG.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)          # the weight gradient: ONE product for all steps
+        return dG, dh0, dc0, dW_hh
+
+# %% ../nbs/02_layers.ipynb #ff797469
+def _gru_step(H:int, Wt:Tensor, b_hh:Tensor):
+    "The GRU step of the sequence kernel, writing into the slots it is given."
+    def step(slots, carry):
+        xp_t, hh, rz, n, h_new = slots                   # xp_t = W_ih x_t + b_ih; Wt = W_hh^T
+        h, = carry
+        torch.addmm(b_hh, h, Wt, out=hh)                 # W_hh h + b_hh, (B, 3H)
+        torch.add(xp_t[:, :2 * H], hh[:, :2 * H], out=rz).sigmoid_()
+        r, z = rz.chunk(2, 1)
+        torch.addcmul(xp_t[:, 2 * H:], r, hh[:, 2 * H:], out=n).mul_(2).sigmoid_().mul_(2).sub_(1)   # n = tanh(x_n + r⊙(W_hn h + b_hn))
+        torch.sub(h, n, out=h_new).mul_(z).add_(n)       # h' = n + z⊙(h - n) = (1-z)⊙n + z⊙h
+        return (), (h_new,)
+    return step
+
+def _gru_forward(xp:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool):
+    "Run the GRU kernel over `xp` `(T, B, 3H)`; returns `hs` `(T+1, B, H)` (h_0 first), and, when `keep`, `(hh, rz, n)`."
+    (T, B, G), H = xp.shape, h0.shape[-1]
+    hs = xp.new_empty(T + 1, B, H); hs[0] = h0
+    slots = [(T, B, G), (T, B, 2 * H), (T, B, H)]
+    HH, RZ, N = (xp.new_empty(*s) if keep else xp.new_empty(1, *s[1:]).expand(s) for s in slots)
+    _loop(_gru_step(H, W_hh.t(), b_hh), (xp, HH, RZ, N, hs[1:]), (h0,))
+    return hs, (HH, RZ, N)
+
+class _GRUSequence(torch.autograd.Function):
+    "A whole GRU layer as one autograd node."
+    @staticmethod
+    def forward(ctx, xp, h0, W_hh, b_hh):
+        hs, (HH, RZ, N) = _gru_forward(xp, h0, W_hh, b_hh, keep=True)
+        ctx.save_for_backward(W_hh, HH, RZ, N, hs)
+        return hs[1:], hs[-1].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dY, dh):
+        W_hh, HH, RZ, N, hs = ctx.saved_tensors
+        (T, B, G), H = HH.shape, hs.shape[-1]
+        dHH, dxp = torch.empty_like(HH), torch.empty_like(HH)        # ∂L/∂(W_hh h + b_hh) and ∂L/∂xp, blocks r, z, n
+        def step(slots, carry):
+            dy, rz, n, hh, h_prev, dhh, dx = slots
+            dh = carry[0] + dy
+            r, z = rz.chunk(2, 1)
+            dn = torch.mul(n, n, out=dx[:, 2 * H:]).neg_().add_(1).mul_(dh)
+            dn.sub_(dn * z)                                           # δn = δh'⊙(1-z)⊙(1-n²)
+            dr, dz, dhn = dhh.chunk(3, 1)
+            torch.sub(rz, rz * rz, out=dhh[:, :2 * H])                # σ' for r and z
+            dz.mul_(h_prev - n).mul_(dh)                              # δz = δh'⊙(h-n)⊙σ'_z
+            dr.mul_(hh[:, 2 * H:]).mul_(dn)                           # δr = δn⊙(W_hn h + b_hn)⊙σ'_r
+            torch.mul(dn, r, out=dhn)                                 # δ(W_hn h + b_hn) = δn⊙r
+            return (), (torch.addmm(dh * z, dhh, W_hh),)              # δh = δh'⊙z + δhh W_hh
+        _, (dh0,) = _loop(step, (dY, RZ, N, HH, hs[:-1], dHH, dxp), (dh,), reverse=True)
+        dxp[..., :2 * H] = dHH[..., :2 * H]
+        dW_hh = dHH.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)
+        return dxp, dh0, dW_hh, dHH.sum((0, 1))
+
+# %% ../nbs/02_layers.ipynb #65514b19
+def _needs_grad(*ts): return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+
+def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple):
+    "An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h, c))`."
+    b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
+    xp = F.linear(x, cell.weight_ih, b)                   # both biases folded into the hoisted projection
+    h0, c0 = state
+    if _needs_grad(xp, h0, c0, cell.weight_hh):
+        y, h, c = _LSTMSequence.apply(xp, h0, c0, cell.weight_hh)
+        return y, (h, c)
+    hs, (_, cs, _) = _lstm_forward(xp, h0, c0, cell.weight_hh, keep=False)
+    return hs[1:], (hs[-1], cs[-1].clone())
+
+def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple):
+    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`."
+    xp, (h0,) = cell.project(x), state
+    b_hh = cell.bias_hh if cell.bias_hh is not None else cell.weight_hh.new_zeros(cell.weight_hh.shape[0])
+    if _needs_grad(xp, h0, cell.weight_hh, b_hh):
+        y, h = _GRUSequence.apply(xp, h0, cell.weight_hh, b_hh)
+        return y, (h,)
+    hs, _ = _gru_forward(xp, h0, cell.weight_hh, b_hh, keep=False)
+    return hs[1:], (hs[-1],)
+
+_SEQUENCE_KERNELS.update({LSTMCell: _lstm_sequence, GRUCell: _gru_sequence})

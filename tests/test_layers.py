@@ -1,0 +1,263 @@
+"Layers from the exported package: equality with torch.nn (values and gradients), lengths and PackedSequence, learn_init, dropout, the compiled loop, bad input, CUDA."
+import json, warnings
+import pytest, torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, PackedSequence
+from adaptive_rnn import layers
+from adaptive_rnn.layers import RNN, LSTM, GRU, unroll
+
+PAIRS = {'rnn_tanh': (RNN, nn.RNN, {}), 'rnn_relu': (RNN, nn.RNN, dict(nonlinearity='relu')),
+         'lstm': (LSTM, nn.LSTM, {}), 'gru': (GRU, nn.GRU, {})}
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (torch.cuda.is_available() is False)')
+
+
+def as_tuple(s): return s if isinstance(s, tuple) else (s,)
+
+def close(a, b, tol=1e-5): torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+def pair(name, L=1, bf=True, dtype=torch.float32, device='cpu', **kw):
+    ours, theirs, extra = PAIRS[name]
+    torch.manual_seed(0)
+    ref = theirs(3, 7, L, batch_first=bf, dtype=dtype, device=device, **extra)
+    return ours.from_torch(ref, **kw), ref
+
+def grads(m, x, w, state=None):
+    y, s = m(x, state)
+    if isinstance(y, PackedSequence): y = pad_packed_sequence(y, batch_first=m.batch_first)[0]
+    loss = (y * w).sum() + sum((t * t).sum() for t in as_tuple(s))
+    return torch.autograd.grad(loss, [x, *m.parameters()])
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+@pytest.mark.parametrize('L', [1, 2, 3])
+@pytest.mark.parametrize('bf', [True, False])
+def test_from_torch_equal(name, L, bf):
+    m, ref = pair(name, L, bf)
+    x = torch.randn(4, 6, 3)
+    (y, s), (y_ref, s_ref) = m(x), ref(x)
+    close(y, y_ref)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b)
+    with torch.no_grad():
+        y2, s2 = m(x)
+    close(y2, y_ref)
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+@pytest.mark.parametrize('L', [1, 3])
+def test_gradients_equal(name, L):
+    m, ref = pair(name, L)
+    x = torch.randn(4, 6, 3, requires_grad=True)
+    w = torch.randn(4, 6, 7)
+    s0 = tuple(torch.randn(L, 4, 7) for _ in as_tuple(ref(x)[1]))
+    s0 = s0 if len(s0) > 1 else s0[0]
+    for a, b in zip(grads(m, x, w, s0), grads(ref, x, w, s0)): close(a, b)
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+@pytest.mark.parametrize('bf', [True, False])
+def test_lengths_and_packed(name, bf):
+    m, ref = pair(name, 2, bf)
+    lengths = torch.tensor([6, 2, 4, 1])
+    xb = torch.randn(4, 6, 3)
+    x = xb if bf else xb.transpose(0, 1)
+    packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+    y_ref, s_ref = ref(packed)
+    y_ref_pad = pad_packed_sequence(y_ref, batch_first=bf, total_length=6)[0]
+    y, s = m(x, lengths=lengths)
+    close(y, y_ref_pad)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b)
+    yp, sp = m(packed)
+    assert isinstance(yp, PackedSequence)
+    assert torch.equal(yp.batch_sizes, y_ref.batch_sizes) and torch.equal(yp.sorted_indices, y_ref.sorted_indices)
+    close(yp.data, y_ref.data)
+    for a, b in zip(as_tuple(sp), as_tuple(s_ref)): close(a, b)
+    # gradients through lengths equal torch.nn's through the packed sequence
+    xg = x.clone().requires_grad_()
+    w = torch.randn_like(y_ref_pad)
+    g = torch.autograd.grad((m(xg, lengths=lengths)[0] * w).sum(), [xg, *m.parameters()])
+    p = pack_padded_sequence(xg, lengths, batch_first=bf, enforce_sorted=False)
+    g_ref = torch.autograd.grad((pad_packed_sequence(ref(p)[0], batch_first=bf, total_length=6)[0] * w).sum(), [xg, *ref.parameters()])
+    for a, b in zip(g, g_ref): close(a, b)
+
+
+def test_lengths_as_list_and_full_lengths():
+    m, ref = pair('lstm')
+    x = torch.randn(3, 5, 3)
+    close(m(x, lengths=[5, 5, 5])[0], ref(x)[0])
+    close(m(x, lengths=[5, 2, 3])[0][1, :2], ref(x[1:2, :2])[0][0])
+
+
+@pytest.mark.parametrize('cls', [RNN, LSTM, GRU])
+def test_learn_init_gets_gradients_and_is_used(cls):
+    torch.manual_seed(0)
+    m = cls(3, 5, 2, learn_init=True)
+    assert m.init_states.shape == (2, m.cells[0].n_states, 5)
+    x = torch.randn(4, 6, 3)
+    y0 = m(x)[0].detach()
+    with torch.no_grad(): m.init_states.normal_()
+    y1, s = m(x)
+    assert not torch.allclose(y0, y1)
+    (y1.sum() + sum(t.sum() for t in as_tuple(s))).backward()
+    assert m.init_states.grad is not None and m.init_states.grad.abs().sum() > 0
+    # the trained initial state is what an explicit state with the same values gives
+    h0 = tuple(m.init_states[:, k, None].expand(-1, 4, -1).detach() for k in range(m.cells[0].n_states))
+    close(m(x, h0 if len(h0) > 1 else h0[0])[0], y1)
+
+
+def test_learn_init_gradcheck():
+    for cls in (LSTM, GRU):
+        m = cls(2, 3, learn_init=True, dtype=torch.float64)
+        with torch.no_grad(): m.init_states.normal_()
+        x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, *ps: m(x)[0], (x, *m.parameters()))
+
+
+@pytest.mark.parametrize('name', ['lstm', 'gru', 'rnn_tanh'])
+def test_dropout(name):
+    m, ref = pair(name, 3)
+    m.dropout = 0.5
+    x = torch.randn(4, 6, 3)
+    m.eval()
+    close(m(x)[0], ref(x)[0])
+    m.train()
+    assert not torch.allclose(m(x)[0], ref(x)[0])
+    m1 = type(m)(3, 7, 1, dropout=0.5)
+    m1.train()
+    torch.manual_seed(1); a = m1(x)[0]
+    torch.manual_seed(2); b = m1(x)[0]
+    close(a, b)   # one layer: nothing between layers, no dropout (as torch.nn)
+
+
+@pytest.mark.parametrize('name', ['lstm', 'gru', 'rnn_tanh'])
+def test_compiled_equals_eager(name):
+    m, ref = pair(name, 2)
+    mc = type(m).from_torch(ref, compiled=True)
+    mc.chunk = 4
+    x = torch.randn(3, 10, 3, requires_grad=True)
+    w = torch.randn(3, 10, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        (yc, sc), (y, s) = mc(x), m(x)
+        close(yc, y)
+        for a, b in zip(as_tuple(sc), as_tuple(s)): close(a, b)
+        for a, b in zip(grads(mc, x, w), grads(m, x, w)): close(a, b)
+        lengths = torch.tensor([10, 3, 7])
+        close(mc(x, lengths=lengths)[0], m(x, lengths=lengths)[0])
+
+
+def test_compiled_falls_back_with_a_warning(monkeypatch):
+    monkeypatch.setattr(layers, '_compiled', {})
+    monkeypatch.setattr(layers.torch, 'compile', lambda *a, **k: (_ for _ in ()).throw(RuntimeError('no compiler')))
+    x = torch.arange(1., 9.).view(8, 1, 1)
+    with pytest.warns(RuntimeWarning, match='compiled=True'):
+        ys, (total,) = unroll(lambda x_t, c: (c[0] + x_t, (c[0] + x_t,)), x, (torch.zeros(1, 1),), compiled=True, chunk=4)
+    assert total.item() == 36
+
+
+def test_unroll_reverse_and_tuple_outputs():
+    x = torch.arange(1., 6.).view(5, 1, 1)
+    ys, (total,) = unroll(lambda x_t, c: ((c[0] + x_t, x_t), (c[0] + x_t,)), x, (torch.zeros(1, 1),), reverse=True)
+    assert ys[0].flatten().tolist() == [15., 14., 12., 9., 5.] and ys[1].flatten().tolist() == [1., 2., 3., 4., 5.]
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_no_grad_float64_unbatched(name):
+    m, ref = pair(name, 2, dtype=torch.float64)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    with torch.no_grad():
+        (y, s), (y_ref, s_ref) = m(x), ref(x)
+    assert not y.requires_grad
+    assert y.shape == (6, 7) and as_tuple(s)[0].shape == (2, 7)
+    close(y, y_ref, 1e-10)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b, 1e-10)
+
+
+def test_check_finite():
+    m = LSTM(3, 5)
+    x = torch.randn(2, 4, 3); x[1, 2, 0] = float('nan')
+    m(x)                                            # off by default: no check
+    with pytest.raises(ValueError, match='NaN'): m(x, check_finite=True)
+    x_inf = torch.randn(2, 4, 3); x_inf[0, 0, 0] = float('inf')
+    with pytest.raises(ValueError, match='infinite'): LSTM(3, 5, check_finite=True)(x_inf)
+    LSTM(3, 5, check_finite=True)(torch.randn(2, 4, 3))
+
+
+@pytest.mark.parametrize('bad, exc, msg', [
+    (lambda m: m(torch.randn(2, 4)), ValueError, 'features'),
+    (lambda m: m(torch.randn(2, 4, 3, 1)), ValueError, 'dims'),
+    (lambda m: m(torch.randn(2, 4, 4)), ValueError, 'features'),
+    (lambda m: m(torch.randn(2, 4, 3, dtype=torch.float64)), TypeError, 'dtype'),
+    (lambda m: m(torch.ones(2, 4, 3, dtype=torch.long)), TypeError, 'floating'),
+    (lambda m: m([[1., 2., 3.]]), TypeError, 'torch.Tensor'),
+    (lambda m: m(torch.randn(2, 0, 3)), ValueError, 'empty time'),
+    (lambda m: m(torch.randn(0, 4, 3)), ValueError, 'empty batch'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths=torch.tensor([5, 1])), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths=torch.tensor([0, 1])), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths=torch.tensor([2., 1.])), TypeError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths=torch.tensor([2, 1, 3])), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths=torch.tensor([[2, 1]])), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), lengths='2,1'), TypeError, 'lengths'),
+    (lambda m: m(pack_padded_sequence(torch.randn(2, 4, 3), [4, 2], batch_first=True), lengths=[4, 2]), ValueError, 'lengths'),
+    (lambda m: m(torch.randn(2, 4, 3), torch.zeros(2, 2, 5)), ValueError, '`state` must have shape (1, 2, 5)'),
+    (lambda m: m(torch.randn(2, 4, 3), (torch.zeros(1, 2, 5),) * 2), ValueError, '`state` must be a tensor'),
+    (lambda m: m(torch.full((2, 4, 3), float('inf')), check_finite=True), ValueError, 'NaN or infinite'),
+])
+def test_bad_input(bad, exc, msg):
+    with pytest.raises(exc) as e: bad(GRU(3, 5))
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize('kw, exc, msg', [
+    (dict(num_layers=0), ValueError, 'num_layers'), (dict(num_layers=1.5), ValueError, 'num_layers'),
+    (dict(dropout=1.0), ValueError, 'dropout'), (dict(dropout=-0.1), ValueError, 'dropout'),
+    (dict(batch_first=1), TypeError, 'batch_first'), (dict(learn_init='yes'), TypeError, 'learn_init'),
+    (dict(check_finite=None), TypeError, 'check_finite'), (dict(compiled=1), TypeError, 'compiled'),
+    (dict(hidden_size=0), ValueError, 'hidden_size'),
+])
+def test_bad_constructor(kw, exc, msg):
+    args = dict(input_size=3, hidden_size=5) | kw
+    with pytest.raises(exc) as e: LSTM(**args)
+    assert msg in str(e.value)
+
+
+def test_from_torch_bad():
+    with pytest.raises(ValueError, match='bidirectional'): LSTM.from_torch(nn.LSTM(3, 5, bidirectional=True))
+    with pytest.raises(TypeError, match='`m`'): LSTM.from_torch(nn.GRU(3, 5))
+    with pytest.raises(TypeError, match='`m`'): LSTM.from_torch(nn.Linear(3, 5))
+
+
+def test_device_mismatch_message():
+    m = GRU(3, 5, device='meta')
+    with pytest.raises(ValueError, match='is on cpu'): m(torch.randn(2, 4, 3))
+
+
+def test_benchmark_quick(tmp_path):
+    from adaptive_rnn.bench import run_benchmark
+    res = run_benchmark('layers', tmp_path, quick=True)
+    saved = json.loads((tmp_path / 'layers.json').read_text())
+    assert {'rows', 'settings', 'torch', 'threads', 'device', 'date', 'compile_s'} <= set(saved)
+    assert {'cell', 'T', 'mode', 'impl', 'seconds', 'ratio'} <= set(saved['rows'][0])
+    assert {r['cell'] for r in saved['rows']} == {'lstm', 'gru'} and saved['threads'] == 2 and res['quick']
+
+
+@cuda
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_cuda_matches_cudnn(name):
+    m, ref = pair(name, 2, device='cuda')
+    x = torch.randn(4, 6, 3, device='cuda', requires_grad=True)
+    w = torch.randn(4, 6, 7, device='cuda')
+    (y, s), (y_ref, s_ref) = m(x), ref(x)
+    close(y, y_ref, 1e-4)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b, 1e-4)
+    for a, b in zip(grads(m, x, w), grads(ref, x, w)): close(a, b, 1e-4)
+
+
+@cuda
+def test_cuda_to_device_and_lengths():
+    m, ref = pair('lstm', 2)
+    m, ref = m.to('cuda'), ref.to('cuda')
+    x, lengths = torch.randn(3, 6, 3, device='cuda'), torch.tensor([6, 2, 4])
+    y, (h, c) = m(x, lengths=lengths.cuda())
+    y_ref, (h_ref, c_ref) = ref(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    close(y, pad_packed_sequence(y_ref, batch_first=True, total_length=6)[0], 1e-4); close(h, h_ref, 1e-4); close(c, c_ref, 1e-4)
+    with pytest.raises(ValueError, match='is on'): m(x.cpu())
