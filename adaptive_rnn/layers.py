@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['unroll', 'Recurrent', 'RNN', 'LSTM', 'GRU', 'from_torch']
 
-# %% ../nbs/02_layers.ipynb #1f057b5c
+# %% ../nbs/02_layers.ipynb #3e2b37c8
 import warnings
 from functools import partial
 import torch
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_input
 
-# %% ../nbs/02_layers.ipynb #ef6259f2
+# %% ../nbs/02_layers.ipynb #5f802c81
 def _where(mask, new, old): return tuple(torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(new, old))
 
 def _stack(outs:list):
@@ -38,7 +38,7 @@ def _loop(step, xs:tuple, carry:tuple, lengths=None, reverse:bool=False):
     if reverse: outs.reverse()
     return _stack(outs), carry
 
-# %% ../nbs/02_layers.ipynb #bd008597
+# %% ../nbs/02_layers.ipynb #f47ab9ac
 _compiled = {}   # the compiled `_loop`, built on first use; None once compilation proved unavailable
 
 def _compiled_loop():
@@ -65,7 +65,7 @@ def _compiled_chunk(step, xs, carry, lengths, reverse):
             _compiled['fn'] = None
     return _loop(step, xs, carry, lengths, reverse)
 
-# %% ../nbs/02_layers.ipynb #cacc198a
+# %% ../nbs/02_layers.ipynb #d22ede15
 def unroll(step, inputs, carry:tuple, lengths:Tensor=None, *, reverse:bool=False, compiled:bool=False, chunk:int=16):
     "Run `step(inputs_t, carry) -> (output_t, carry)` over the time-major `inputs`; return stacked outputs and the last carry."
     xs, carry = (inputs if isinstance(inputs, tuple) else (inputs,)), tuple(carry)
@@ -82,7 +82,7 @@ def unroll(step, inputs, carry:tuple, lengths:Tensor=None, *, reverse:bool=False
     if isinstance(pieces[0], tuple): return tuple(torch.cat(p) for p in zip(*pieces)), carry
     return torch.cat(pieces), carry
 
-# %% ../nbs/02_layers.ipynb #1f65adab
+# %% ../nbs/02_layers.ipynb #481e034e
 class Recurrent(nn.Module):
     "A stack of `num_layers` cells of type `cell_type` with `torch.nn.LSTM`'s constructor and layout."
     cell_type = RecurrentCell
@@ -110,7 +110,7 @@ class Recurrent(nn.Module):
         if self.init_states is None: return [c.as_state(None, (batch_size,)) for c in self.cells]
         return [tuple(s.expand(batch_size, -1) for s in layer) for layer in self.init_states]
 
-# %% ../nbs/02_layers.ipynb #db8da481
+# %% ../nbs/02_layers.ipynb #85c40dc2
 def _split_state(self:Recurrent, state, batch_size:int) -> list:
     "The user's `state` (`h` or `(h, c)`, each `(num_layers, B, H)`) as a list of per-layer tuples."
     if state is None: return self.initial_state(batch_size)
@@ -130,7 +130,7 @@ def _join_state(self:Recurrent, states:list):
 
 Recurrent._split_state, Recurrent._join_state = _split_state, _join_state
 
-# %% ../nbs/02_layers.ipynb #ef8c167b
+# %% ../nbs/02_layers.ipynb #f22529e9
 def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
     "Check `x` and `lengths`; return time-major `x` `(T, B, I)`, `lengths` or None, and whether `x` was unbatched."
     x = check_input(x, self.input_size, self.cells[0].weight_ih, ndim=(2, 3))
@@ -154,7 +154,7 @@ def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
 
 Recurrent._prepare = _prepare
 
-# %% ../nbs/02_layers.ipynb #5f623294
+# %% ../nbs/02_layers.ipynb #83e156ea
 def _cell_step(cell:RecurrentCell, xp_t:Tensor, state:tuple):
     "`cell.step` in `unroll`'s form: the output is the new `h`."
     new = cell.step(xp_t, state)
@@ -169,7 +169,7 @@ def _step_fn(self:Recurrent, l:int):
 
 Recurrent._step_fn = _step_fn
 
-# %% ../nbs/02_layers.ipynb #91b85425
+# %% ../nbs/02_layers.ipynb #2c6c24f7
 _SEQUENCE_KERNELS = {}   # cell type -> a whole-layer kernel; filled in the section on speed below
 
 def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
@@ -206,7 +206,7 @@ def _repack(y:Tensor, lengths:Tensor, like:PackedSequence) -> PackedSequence:
 
 Recurrent._layer, Recurrent.forward = _layer, _forward
 
-# %% ../nbs/02_layers.ipynb #6b25adbe
+# %% ../nbs/02_layers.ipynb #d4b5d3c5
 class RNN(Recurrent):
     "Multi-layer Elman RNN with `torch.nn.RNN`'s interface (`batch_first=True` by default)."
     cell_type = RNNCell
@@ -219,7 +219,7 @@ class GRU(Recurrent):
     "Multi-layer GRU with `torch.nn.GRU`'s interface (`batch_first=True` by default)."
     cell_type = GRUCell
 
-# %% ../nbs/02_layers.ipynb #92488d41
+# %% ../nbs/02_layers.ipynb #2f9403da
 @classmethod
 def from_torch(cls, m:nn.RNNBase, learn_init:bool=False, **kwargs):
     "A copy of the `torch.nn` layer `m` (same weights, same layout); `kwargs`: `check_finite`, `compiled`."
@@ -236,7 +236,7 @@ def from_torch(cls, m:nn.RNNBase, learn_init:bool=False, **kwargs):
 
 Recurrent.from_torch = from_torch
 
-# %% ../nbs/02_layers.ipynb #1cb47900
+# %% ../nbs/02_layers.ipynb #8da6bafb
 def _lstm_step(H:int, Wt:Tensor):
     "The LSTM step of the sequence kernel, writing into the slots it is given (no allocation, nothing to stack)."
     def step(slots, carry):
@@ -267,7 +267,7 @@ def _lstm_forward(xp:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool):
     _loop(_lstm_step(H, _double_g(W_hh, H, 0).t()), (_double_g(xp, H), A, hs[1:], cs[1:], tcs), (h0, c0))
     return hs, (A, cs, tcs)
 
-# %% ../nbs/02_layers.ipynb #7c73aa8b
+# %% ../nbs/02_layers.ipynb #7e60833b
 class _LSTMSequence(torch.autograd.Function):
     "A whole LSTM layer as one autograd node: the forward keeps the gates, the backward is BPTT written out."
     @staticmethod
@@ -298,7 +298,7 @@ class _LSTMSequence(torch.autograd.Function):
         dW_hh = dG.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)          # the weight gradient: ONE product for all steps
         return dG, dh0, dc0, dW_hh
 
-# %% ../nbs/02_layers.ipynb #ff797469
+# %% ../nbs/02_layers.ipynb #09a38760
 def _gru_step(H:int, Wt:Tensor, b_hh:Tensor):
     "The GRU step of the sequence kernel, writing into the slots it is given."
     def step(slots, carry):
@@ -352,7 +352,7 @@ class _GRUSequence(torch.autograd.Function):
         dW_hh = dHH.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)
         return dxp, dh0, dW_hh, dHH.sum((0, 1))
 
-# %% ../nbs/02_layers.ipynb #65514b19
+# %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple):

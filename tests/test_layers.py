@@ -80,6 +80,28 @@ def test_lengths_and_packed(name, bf):
     for a, b in zip(g, g_ref): close(a, b)
 
 
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_no_bias_and_given_state(name):
+    ours, theirs, extra = PAIRS[name]
+    torch.manual_seed(0)
+    ref = theirs(3, 7, 2, bias=False, **extra)
+    m = ours.from_torch(ref)
+    x = torch.randn(6, 4, 3, requires_grad=True)
+    s0 = tuple(torch.randn(2, 4, 7, requires_grad=True) for _ in as_tuple(ref(x)[1]))
+    s0 = s0 if len(s0) > 1 else s0[0]
+    w = torch.randn(6, 4, 7)
+    for a, b in zip(grads(m, x, w, s0), grads(ref, x, w, s0)): close(a, b)
+    ga = torch.autograd.grad(sum(t.sum() for t in as_tuple(m(x, s0)[1])), as_tuple(s0))
+    gb = torch.autograd.grad(sum(t.sum() for t in as_tuple(ref(x, s0)[1])), as_tuple(s0))
+    for a, b in zip(ga, gb): close(a, b)
+
+
+def test_sequence_kernel_is_used():
+    x = torch.randn(2, 5, 3)
+    assert 'LSTMSequence' in type(LSTM(3, 4)(x)[0].grad_fn).__name__ or 'LSTMSequence' in str(LSTM(3, 4)(x)[0].grad_fn.next_functions)
+    assert 'GRUSequence' in type(GRU(3, 4)(x)[0].grad_fn).__name__ or 'GRUSequence' in str(GRU(3, 4)(x)[0].grad_fn.next_functions)
+
+
 def test_lengths_as_list_and_full_lengths():
     m, ref = pair('lstm')
     x = torch.randn(3, 5, 3)
