@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: course test venv export check-sync check-clean nbtest pytest site execute debs bench clean
+.PHONY: course test venv export check-sync check-clean nbtest pytest site execute debs bench readme clean
 
 venv: $(STAMP)
 $(STAMP): settings.ini setup.py
@@ -62,6 +62,10 @@ course: $(STAMP) debs execute site
 
 bench: $(STAMP)
 	$(BIN)/python -m adaptive_rnn.bench all
+
+# README.md is generated from nbs/index.ipynb (run after executing the index notebook).
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
 
 clean:
 	rm -rf _site _proc _exec _docs

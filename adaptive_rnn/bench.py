@@ -54,11 +54,12 @@ def device_name() -> str:
 def run_benchmark(name:str, out_dir='results/bench', quick:bool=False, threads:int=2) -> dict:
     "Run the benchmark `name` with fixed settings and write `out_dir/<name>.json`; return what was written."
     if name not in BENCHMARKS: raise ValueError(f"`name` must be one of {sorted(BENCHMARKS)}, got {name!r}")
-    torch.set_num_threads(threads)
-    flush = torch.set_flush_denormal(True)
+    from adaptive_rnn.train import cpu_settings
     t0 = time.perf_counter()
-    res = dict(BENCHMARKS[name](quick))
-    res.update(benchmark=name, quick=quick, torch=torch.__version__, python=platform.python_version(), threads=torch.get_num_threads(),
+    with cpu_settings(torch.device('cpu'), threads):   # denormals flushed, fixed threads; both restored after
+        flush, used_threads = torch.tensor([1e-39]).mul(1.0).item() == 0.0, torch.get_num_threads()
+        res = dict(BENCHMARKS[name](quick))
+    res.update(benchmark=name, quick=quick, torch=torch.__version__, python=platform.python_version(), threads=used_threads,
                flush_denormal=flush, device=device_name(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                wall_s=round(time.perf_counter() - t0, 1))
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
