@@ -18,6 +18,8 @@ def main(src='nbs/index.ipynb', dest='README.md'):
     nb.metadata['language_info'] = {'name': 'python'}
     md, _ = MarkdownExporter(exclude_output_prompt=True, exclude_input_prompt=True).from_notebook_node(nb)
     md = re.sub(r'\]\(([\w-]+)\.ipynb\)', r'](nbs/\1.ipynb)', md)
+    md = re.sub(r'<style scoped>.*?</style>\s*', '', md, flags=re.S)
+    md = re.sub(r'\n{3,}', '\n\n', md)
     md = re.sub(r'^> (.*)$', r'*\1*', md, count=1, flags=re.M)
     Path(dest).write_text('<!-- generated from nbs/index.ipynb by tools/readme.py: edit the notebook -->\n\n' + md.strip() + '\n')
 
