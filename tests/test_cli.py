@@ -158,11 +158,14 @@ def test_list_and_help_name_experiments_models_and_settings():
             assert w in r.stdout, (args, w)
 
 
-def test_bench_without_module_is_one_line():
+def test_bench_without_module_is_one_line(monkeypatch, capsys):
     import importlib.util
-    if importlib.util.find_spec('adaptive_rnn.bench') is not None: pytest.skip('adaptive_rnn.bench is installed')
-    r = cli('bench', 'skip', timeout=120)
-    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'adaptive_rnn.bench' in r.stderr
+    from adaptive_rnn.cli import main
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'adaptive_rnn.bench' else find_spec(name, *a))
+    assert main(['bench', 'layers', '--quick']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'adaptive_rnn.bench' in err
 
 
 def test_main_in_process(tmp_path, capsys):
@@ -234,3 +237,10 @@ def test_unknown_benchmark_is_one_line(tmp_path, capsys):
     assert main(['bench', 'no_such_benchmark', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and ('no_such_benchmark' in err or 'adaptive_rnn.bench' in err), err
+
+
+def test_unknown_benchmark_is_one_line(capsys):
+    from adaptive_rnn.cli import main
+    assert main(['bench', 'no_such_benchmark']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'no_such_benchmark' in err
