@@ -10,7 +10,7 @@ import math
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
-from .cells import RecurrentCell
+from .cells import RecurrentCell, check_int, check_number
 from .layers import unroll, Recurrent
 
 # %% ../nbs/05_act.ipynb #115bd0e0
@@ -34,10 +34,6 @@ class ACTOutput(NamedTuple):
     steps: Tensor    # N(t), (B, T), long
 
 # %% ../nbs/05_act.ipynb #91a8d176
-def _check_int(v, name, low=1):
-    if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f"`{name}` must be an int >= {low}, got {v!r}")
-    return v
-
 class ACT(Recurrent):
     """Adaptive Computation Time around `cell`, whose `input_size` is the data's features + 1: ACT adds the
     first-read flag (feature 0) itself, so `forward` takes `x` `(B, T, cell.input_size - 1)`."""
@@ -50,7 +46,7 @@ class ACT(Recurrent):
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
         if cell.input_size < 2: raise ValueError(f"`cell.input_size` must be features + 1 (the flag) >= 2, got {cell.input_size}")
-        self.max_ponder, self.check_every = _check_int(max_ponder, 'max_ponder'), _check_int(check_every, 'check_every')
+        self.max_ponder, self.check_every = check_int(max_ponder, 'max_ponder'), check_int(check_every, 'check_every')
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
             raise ValueError(f"`epsilon` must be a number in (0, 1), got {epsilon!r}")
         if not math.isfinite(halting_bias): raise ValueError(f"`halting_bias` must be finite, got {halting_bias!r}")
@@ -120,6 +116,4 @@ def ponder_cost(ponder:Tensor, tau:float) -> Tensor:
     if not isinstance(ponder, Tensor) or not ponder.is_floating_point() or ponder.dim() not in (1, 2):
         raise TypeError(f"`ponder` must be a floating tensor (B, T) or (T,), got {ponder.dtype if isinstance(ponder, Tensor) else type(ponder).__name__}"
                         + (f" with shape {tuple(ponder.shape)}" if isinstance(ponder, Tensor) else ''))
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"`tau` must be a finite number >= 0, got {tau!r}")
-    return tau * ponder.sum(-1).mean()
+    return check_number(tau, 'tau') * ponder.sum(-1).mean()

@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
-from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_input
+from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_input, check_int
 
 # %% ../nbs/02_layers.ipynb #5f802c81
 def _where(mask, new, old): return tuple(torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o) for n, o in zip(new, old))
@@ -70,7 +70,7 @@ def unroll(step, inputs, carry:tuple, lengths:Tensor=None, *, reverse:bool=False
     "Run `step(inputs_t, carry) -> (output_t, carry)` over the time-major `inputs`; return stacked outputs and the last carry."
     xs, carry = (inputs if isinstance(inputs, tuple) else (inputs,)), tuple(carry)
     if not compiled: return _loop(step, xs, carry, lengths, reverse)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1: raise ValueError(f"`chunk` must be a positive int, got {chunk!r}")
+    check_int(chunk, 'chunk')
     parts = [x.split(chunk) for x in xs]               # one split: its backward is one cat (slicing x[a:b] per chunk is quadratic)
     pieces, starts = [], range(0, xs[0].shape[0], chunk)
     for k in (reversed(range(len(starts))) if reverse else range(len(starts))):
@@ -91,8 +91,7 @@ class Recurrent(nn.Module):
                  dropout:float=0.0, learn_init:bool=False, device=None, dtype=None, check_finite:bool=False,
                  compiled:bool=False, **cell_kwargs):
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}")
+        check_int(num_layers, 'num_layers')
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be a number in [0, 1), got {dropout!r}")
         for name, v in (('batch_first', batch_first), ('learn_init', learn_init), ('check_finite', check_finite), ('compiled', compiled)):

@@ -9,20 +9,15 @@ __all__ = ['repeat_inputs', 'RepeatOutput', 'RepeatRNN', 'RepeatSkipOutput', 'Re
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
-from .cells import RecurrentCell, check_input
+from .cells import RecurrentCell, check_input, check_int
 from . import layers
 from .layers import unroll, Recurrent
 from .skip import SkipRNN
 
 # %% ../nbs/06_repeat.ipynb #64789bf3
-def _check_repeats(repeats) -> int:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"`repeats` must be an int >= 1, got {repeats!r}")
-    return repeats
-
 def repeat_inputs(x:Tensor, repeats:int, batch_first:bool=True) -> Tensor:
     "Each step of `x` `(B, T, F)` read `repeats` times, with a flag feature 0 that is 1 on the first read: `(B, T·ρ, F+1)`."
-    repeats = _check_repeats(repeats)
+    repeats = check_int(repeats, 'repeats')
     if not isinstance(x, Tensor): raise TypeError(f"`x` must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point(): raise TypeError(f"`x` must be a floating tensor, got dtype {x.dtype}")
     if x.dim() != 3: raise ValueError(f"`x` must have 3 dims (batch, time, features), got shape {tuple(x.shape)}")
@@ -51,7 +46,7 @@ class RepeatRNN(Recurrent):
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
         if cell.input_size < 2: raise ValueError(f"`cell.input_size` must be features + 1 (the flag) >= 2, got {cell.input_size}")
-        self.repeats = _check_repeats(repeats)
+        self.repeats = check_int(repeats, 'repeats')
         self.input_size, self.hidden_size, self.num_layers = cell.input_size - 1, cell.hidden_size, 1
         self.batch_first, self.dropout, self.learn_init = batch_first, 0.0, learn_init
         self.cells = nn.ModuleList([cell])
@@ -103,7 +98,7 @@ class RepeatSkip(nn.Module):
         super().__init__()
         if not isinstance(skip, SkipRNN): raise TypeError(f"`skip` must be a Skip RNN layer (SkipRNN, SkipLSTM, SkipGRU), got {type(skip).__name__}")
         if skip.input_size < 2: raise ValueError(f"`skip.input_size` must be features + 1 (the flag) >= 2, got {skip.input_size}")
-        self.skip, self.repeats = skip, _check_repeats(repeats)
+        self.skip, self.repeats = skip, check_int(repeats, 'repeats')
         self.input_size, self.hidden_size, self.batch_first = skip.input_size - 1, skip.hidden_size, skip.batch_first
 
     def forward(self, x:Tensor, state=None, *, lengths=None, **kwargs) -> RepeatSkipOutput:

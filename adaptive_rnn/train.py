@@ -19,6 +19,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from .cells import check_int, check_number
 
 # %% ../nbs/09_training.ipynb #38bd139c
 def unpack_core(result) -> tuple:
@@ -290,10 +291,8 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
         callback:Optional[Callable]=None, # `callback(step, row_or_None)` after each step (and its checkpoint)
        ) -> Run:
     "Train `model` with Adam and gradient clipping, evaluating every `eval_every` steps; resume from `out`'s checkpoint."
-    for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"`{name}` must be a positive int, got {v!r}")
-    for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0): raise ValueError(f"`{name}` must be a non-negative number, got {v!r}")
+    for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_int(v, name)
+    for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr)): check_number(v, name)
     device = get_device(device)
     with cpu_settings(device, num_threads):
         out = _prepare_out(out, config) if out is not None else None
