@@ -236,19 +236,7 @@ def from_torch(cls, m:nn.RNNBase, learn_init:bool=False, **kwargs):
 Recurrent.from_torch = from_torch
 
 # %% ../nbs/02_layers.ipynb #8da6bafb
-def _lstm_step(H:int, Wt:Tensor):
-    "The LSTM step of the sequence kernel, writing into the slots it is given (no allocation, nothing to stack)."
-    def step(slots, carry):
-        xp_t, a, h_new, c_new, tc = slots                # xp_t = W_ih x_t + b_ih + b_hh (g block doubled); Wt = W_hh^T (g doubled)
-        h, c = carry
-        torch.addmm(xp_t, h, Wt, out=a).sigmoid_()       # all four gates: one product, one sigmoid, (B, 4H)
-        i, f, g, o = a.chunk(4, 1)
-        g.mul_(2).sub_(1)                                # g = tanh(z_g) = 2σ(2 z_g) - 1
-        torch.mul(f, c, out=c_new).addcmul_(i, g)        # c_t = f⊙c_{t-1} + i⊙g
-        torch.mul(c_new, 2, out=tc).sigmoid_().mul_(2).sub_(1)   # tanh(c_t), as 2σ(2c_t) - 1
-        torch.mul(o, tc, out=h_new)                      # h_t = o⊙tanh(c_t)
-        return (), (h_new, c_new)
-    return step
+_CHUNK = 32   # steps per block: the inference scratch and the backward pass's gate gradients hold this many steps
 
 def _double_g(w:Tensor, H:int, dim:int=-1) -> Tensor:
     "A copy of `w` with the g block (indices 2H:3H of `dim`) times 2, so that one sigmoid gives σ(2 z_g)."
@@ -256,46 +244,88 @@ def _double_g(w:Tensor, H:int, dim:int=-1) -> Tensor:
     w.narrow(dim, 2 * H, H).mul_(2)
     return w
 
-def _lstm_forward(xp:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool):
-    "Run the LSTM kernel over `xp` `(T, B, 4H)`; returns `hs` `(T+1, B, H)` (h_0 first), and, when `keep`, `(gates, cs, tanh_cs)`."
-    (T, B, G), H = xp.shape, h0.shape[-1]
-    hs = xp.new_empty(T + 1, B, H); hs[0] = h0
-    if keep: A, cs, tcs = xp.new_empty(T, B, G), xp.new_empty(T + 1, B, H), xp.new_empty(T, B, H)
-    else: A, cs, tcs = xp.new_empty(1, B, G).expand(T, -1, -1), xp.new_empty(1, B, H).expand(T + 1, -1, -1), xp.new_empty(1, B, H).expand(T, -1, -1)
-    cs[0] = c0                                           # without `keep`, every step writes the same scratch slots
-    _loop(_lstm_step(H, _double_g(W_hh, H, 0).t()), (_double_g(xp, H), A, hs[1:], cs[1:], tcs), (h0, c0))
-    return hs, (A, cs, tcs)
+def _project_into(out:Tensor, x:Tensor, W:Tensor, b:Tensor=None) -> Tensor:
+    "`out` `(T, B, G)` ← `x W^T + b` for `x` `(T, B, I)`: written into a buffer that exists (a fresh one costs page faults)."
+    o = out.view(-1, out.shape[-1])
+    return torch.mm(x.flatten(0, 1), W.t(), out=o) if b is None else torch.addmm(b, x.flatten(0, 1), W.t(), out=o)
+
+def _lstm_step(Wt:Tensor):
+    "The LSTM step of the sequence kernel: in place on the slots it is given (no allocation, nothing to stack)."
+    def step(slots, carry):
+        a, i, f, g, o, h_new, c_new, tc = slots          # a = W_ih x_t + b, (B, 4H); i, f, g, o: its four (B, H) blocks
+        h, c = carry
+        a.addmm_(h, Wt).sigmoid_()                       # + h W_hh^T, then one sigmoid: i, f, σ(2 z_g), o
+        torch.mul(f, c, out=c_new).addcmul_(i, g, value=2).sub_(i)   # c_t = f⊙c_{t-1} + i⊙(2σ(2z_g) - 1)
+        torch.mul(c_new, 2, out=tc).sigmoid_().mul_(2).sub_(1)        # tanh(c_t) = 2σ(2c_t) - 1
+        torch.mul(o, tc, out=h_new)                      # h_t = o⊙tanh(c_t)
+        return (), (h_new, c_new)
+    return step
+
+def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool):
+    """Run the LSTM kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and `(gates, cs, tanh_cs)`,
+    for the backward pass when `keep`, else `(None, c_T, None)`."""
+    (T, B, _), H = x.shape, h0.shape[-1]
+    W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
+    b, step = (None if b is None else _double_g(b, H)), _lstm_step(W_hh.t())
+    hs = x.new_empty(T + 1, B, H); hs[0] = h0
+    if keep:                                             # every step's gates, c_t and tanh(c_t), for the backward pass
+        A, cs, tcs = _project_into(x.new_empty(T, B, 4 * H), x, W_ih, b).view(T, B, 4 * H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        cs[0] = c0
+        _loop(step, (A, *A.chunk(4, -1), hs[1:], cs[1:], tcs), (h0, c0))
+        return hs, (A, cs, tcs)
+    n = min(T, _CHUNK)                                   # without gradients: blocks of n steps share one scratch
+    A, (cs, tcs) = x.new_empty(n, B, 4 * H), x.new_empty(2, 1, B, H).expand(2, n, B, H)
+    carry = (h0, c0)
+    for t0 in range(0, T, n):
+        k = min(n, T - t0)
+        Ak = _project_into(A[:k], x[t0:t0 + k], W_ih, b).view(k, B, 4 * H)
+        _, carry = _loop(step, (Ak, *Ak.chunk(4, -1), hs[t0 + 1:t0 + k + 1], cs[:k], tcs[:k]), carry)
+    return hs, (None, carry[1], None)
 
 # %% ../nbs/02_layers.ipynb #7e60833b
+def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
+    "One step of back-propagation through time, in place on its slots; the carry is `(δh, δc)`."
+    def step(slots, carry):
+        dy, a, i, f, g, o, c_prev, tc, d, di, df, dg, do = slots   # a = (i, f, σ(2z_g), o); d: δ of the 4 pre-activations
+        dh, dc = carry
+        dh.add_(dy)                                                # δh_t = from above + from step t+1
+        torch.mul(tc, tc, out=tmp).neg_().add_(1).mul_(o)
+        dc.addcmul_(tmp, dh)                                       # δc_t += δh_t ⊙ o ⊙ (1 - tanh² c_t)
+        torch.sub(a, torch.mul(a, a, out=d), out=d)                # σ' = σ(1 - σ), the four blocks at once
+        do.mul_(tc).mul_(dh)                                       # δo = δh⊙tanh(c_t)⊙σ'_o
+        di.mul_(torch.mul(g, 2, out=tmp).sub_(1)).mul_(dc)         # δi = δc⊙g⊙σ'_i, g = 2σ(2z_g) - 1
+        df.mul_(c_prev).mul_(dc)                                   # δf = δc⊙c_{t-1}⊙σ'_f
+        dg.mul_(i).mul_(dc).mul_(4)                                # δg = δc⊙i⊙(1 - g²), 1 - g² = 4σ(2z_g)(1 - σ(2z_g))
+        return (), (torch.mm(d, W_hh), dc.mul_(f))                 # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
+    return step
+
 class _LSTMSequence(torch.autograd.Function):
-    "A whole LSTM layer as one autograd node: the forward keeps the gates, the backward is BPTT written out."
+    "A whole LSTM layer, input projection included, as one autograd node: the forward keeps the gates, the backward is BPTT written out."
     @staticmethod
-    def forward(ctx, xp, h0, c0, W_hh):
-        hs, (A, cs, tcs) = _lstm_forward(xp, h0, c0, W_hh, keep=True)
-        ctx.save_for_backward(W_hh, A, cs, tcs, hs)
+    def forward(ctx, x, W_ih, b, h0, c0, W_hh):
+        hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True)
+        ctx.save_for_backward(x, W_ih, W_hh, A, cs, tcs, hs)
         return hs[1:], hs[-1].clone(), cs[-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh, dc):
-        W_hh, A, cs, tcs, hs = ctx.saved_tensors
+        x, W_ih, W_hh, A, cs, tcs, hs = ctx.saved_tensors
+        need_x, need_W_ih, need_b, _, _, need_W_hh = ctx.needs_input_grad
         (T, B, G), H = A.shape, hs.shape[-1]
-        dG = torch.empty_like(A)                                      # ∂L/∂(gate pre-activations), (T, B, 4H)
-        def step(slots, carry):
-            dy, a, c_prev, tc, d = slots
-            dh, dc = carry
-            dh = dh + dy
-            i, f, g, o = a.chunk(4, 1)
-            dc = dc + dh * o * (1 - tc * tc)                          # δc_t += δh_t ⊙ o ⊙ (1 - tanh² c_t)
-            torch.sub(a, a * a, out=d)                                # σ' = σ(1-σ)
-            di, df, dg, do = d.chunk(4, 1)
-            di.mul_(g).mul_(dc); df.mul_(c_prev).mul_(dc)             # δi = δc⊙g⊙σ'_i, δf = δc⊙c_{t-1}⊙σ'_f
-            torch.mul(g, g, out=dg).neg_().add_(1).mul_(i).mul_(dc)   # δg = δc⊙i⊙(1 - g²)
-            do.mul_(tc).mul_(dh)                                      # δo = δh⊙tanh(c_t)⊙σ'_o
-            return (), (torch.mm(d, W_hh), dc * f)                    # δh_{t-1} = δ_gates W_hh, δc_{t-1} = δc_t ⊙ f
-        _, (dh0, dc0) = _loop(step, (dY, A, cs[:-1], tcs, dG), (dh, dc), reverse=True)
-        dW_hh = dG.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)          # the weight gradient: ONE product for all steps
-        return dG, dh0, dc0, dW_hh
+        dx = x.new_empty(x.shape) if need_x else None
+        dW_ih, db, dW_hh = (torch.zeros_like(W_ih) if need_W_ih else None), (A.new_zeros(G) if need_b else None), (torch.zeros_like(W_hh) if need_W_hh else None)
+        n = min(T, _CHUNK)
+        dG, step, carry = A.new_empty(n, B, G), _lstm_backward_step(W_hh, A.new_empty(B, H)), (dh.clone(), dc.clone())
+        for t0 in reversed(range(0, T, n)):                        # blocks of n steps, last block first
+            t1 = min(T, t0 + n); d = dG[:t1 - t0]
+            _, carry = _loop(step, (dY[t0:t1], A[t0:t1], *A[t0:t1].chunk(4, -1), cs[t0:t1], tcs[t0:t1], d, *d.chunk(4, -1)), carry, reverse=True)
+            d = d.flatten(0, 1)                                    # the block's weight gradients: one product each
+            if need_W_hh: dW_hh.addmm_(d.t(), hs[t0:t1].flatten(0, 1))      # Σ_t δ_t^T h_{t-1}
+            if need_W_ih: dW_ih.addmm_(d.t(), x[t0:t1].flatten(0, 1))       # Σ_t δ_t^T x_t
+            if need_b: db.add_(d.sum(0))
+            if need_x: torch.mm(d, W_ih, out=dx[t0:t1].view(-1, x.shape[-1]))
+        return dx, dW_ih, db, carry[0], carry[1], dW_hh
 
 # %% ../nbs/02_layers.ipynb #09a38760
 def _gru_step(H:int, Wt:Tensor, b_hh:Tensor):
@@ -352,18 +382,17 @@ class _GRUSequence(torch.autograd.Function):
         return dxp, dh0, dW_hh, dHH.sum((0, 1))
 
 # %% ../nbs/02_layers.ipynb #7695792c
-def _needs_grad(*ts): return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple):
     "An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h, c))`."
-    b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
-    xp = F.linear(x, cell.weight_ih, b)                   # both biases folded into the hoisted projection
+    b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh   # both biases folded into the hoisted projection
     h0, c0 = state
-    if _needs_grad(xp, h0, c0, cell.weight_hh):
-        y, h, c = _LSTMSequence.apply(xp, h0, c0, cell.weight_hh)
+    if _needs_grad(x, cell.weight_ih, b, h0, c0, cell.weight_hh):
+        y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh)
         return y, (h, c)
-    hs, (_, cs, _) = _lstm_forward(xp, h0, c0, cell.weight_hh, keep=False)
-    return hs[1:], (hs[-1], cs[-1].clone())
+    hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False)
+    return hs[1:], (hs[-1], c.clone())
 
 def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple):
     "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`."

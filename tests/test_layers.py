@@ -96,6 +96,34 @@ def test_no_bias_and_given_state(name):
     for a, b in zip(ga, gb): close(a, b)
 
 
+@pytest.mark.parametrize('name', ['lstm', 'gru'])
+@pytest.mark.parametrize('T', [layers._CHUNK - 1, 2 * layers._CHUNK, 2 * layers._CHUNK + 5])
+def test_kernel_over_several_blocks(name, T):
+    "The kernels work in blocks of `_CHUNK` steps (inference scratch, backward gate gradients): values and gradients across block edges."
+    m, ref = pair(name, 2)
+    x, w = torch.randn(3, T, 3, requires_grad=True), torch.randn(3, T, 7)
+    s0 = tuple(torch.randn(2, 3, 7, requires_grad=True) for _ in as_tuple(ref(x)[1]))
+    s0 = s0 if len(s0) > 1 else s0[0]
+    for a, b in zip(grads(m, x, w, s0), grads(ref, x, w, s0)): close(a, b, 2e-5)
+    with torch.no_grad():
+        (y, s), (y_ref, s_ref) = m(x, s0), ref(x, s0)
+    close(y, y_ref)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b)
+
+
+@pytest.mark.parametrize('name', ['lstm', 'gru'])
+def test_kernel_with_frozen_weights_or_input(name):
+    "Only what requires a gradient gets one: frozen weights with an input that needs a gradient, and the reverse."
+    m, ref = pair(name)
+    x = torch.randn(2, 40, 3)
+    for p in m.parameters(): p.requires_grad_(False)
+    for p in ref.parameters(): p.requires_grad_(False)
+    xg = x.clone().requires_grad_()
+    close(torch.autograd.grad(m(xg)[0].sum(), xg)[0], torch.autograd.grad(ref(xg)[0].sum(), xg)[0])
+    for p in list(m.parameters()) + list(ref.parameters()): p.requires_grad_(True)
+    g, g_ref = torch.autograd.grad(m(x)[0].sum(), list(m.parameters())), torch.autograd.grad(ref(x)[0].sum(), list(ref.parameters()))
+    for a, b in zip(g, g_ref): close(a, b, 2e-5)
+
 def test_sequence_kernel_is_used():
     x = torch.randn(2, 5, 3)
     assert 'LSTMSequence' in type(LSTM(3, 4)(x)[0].grad_fn).__name__ or 'LSTMSequence' in str(LSTM(3, 4)(x)[0].grad_fn.next_functions)
