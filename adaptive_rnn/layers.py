@@ -174,10 +174,10 @@ _SEQUENCE_KERNELS = {}   # cell type -> a whole-layer kernel; filled in the sect
 def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
     "Layer `l` over the time-major `x` `(T, B, I)` from state `s`: the sequence kernel when one applies, else `unroll`."
     cell = self.cells[l]
-    kernel = _SEQUENCE_KERNELS.get(type(cell)) if lengths is None and not self.compiled else None
-    if kernel is not None: return kernel(cell, x, s)
+    kernel = _SEQUENCE_KERNELS.get(type(cell)) if lengths is None else None
+    out = None if kernel is None else kernel(cell, x, s, compiled=self.compiled, chunk=self.chunk)   # a kernel may decline: None
+    if out is not None: return out
     return unroll(self._step_fn(l), cell.project(x), s, lengths, compiled=self.compiled, chunk=self.chunk)
-
 def _forward(self:Recurrent, x, state=None, lengths=None, *, check_finite:bool=None):
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`, or a `PackedSequence`) → `(output, state)` like `torch.nn.LSTM`."
     packed = x if isinstance(x, PackedSequence) else None
@@ -299,33 +299,54 @@ def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
         return (), (torch.mm(d, W_hh), dc.mul_(f))                 # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
     return step
 
+def _weight_grads(dW:Tensor, d:Tensor, h_prev:Tensor, x:Tensor, Z:Tensor):
+    "`dW` `(G, H+I+1)` += `d`ᵀ [h_{t-1} | x_t | 1] over a block of steps: the three weight gradients in ONE product."
+    H, I = h_prev.shape[-1], x.shape[-1]
+    Z = Z[:d.shape[0]]
+    Z[..., :H], Z[..., H:H + I] = h_prev, x                        # Z[..., -1] holds ones
+    dW.addmm_(d.flatten(0, 1).t(), Z.flatten(0, 1))
+
 class _LSTMSequence(torch.autograd.Function):
-    "A whole LSTM layer, input projection included, as one autograd node: the forward keeps the gates, the backward is BPTT written out."
+    """A whole LSTM layer, input projection included, as one autograd node: the forward keeps, step by step,
+    the gates, c_{t-1} and tanh(c_t), in blocks; the backward is BPTT written out. `chunk`: None runs the
+    eager kernel, an int the compiled one (below) in blocks of `chunk` steps."""
     @staticmethod
-    def forward(ctx, x, W_ih, b, h0, c0, W_hh):
-        hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True)
-        ctx.save_for_backward(x, W_ih, W_hh, A, cs, tcs, hs)
-        return hs[1:], hs[-1].clone(), cs[-1].clone()
+    def forward(ctx, x, W_ih, b, h0, c0, W_hh, chunk=None):
+        if chunk is None:
+            hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True)
+            blocks, c = [(A, cs[:-1], tcs)], cs[-1].clone()
+        else: hs, blocks, c = _lstm_forward_compiled(x, W_ih, b, h0, c0, W_hh, chunk, keep=True)
+        ctx.save_for_backward(x, W_ih, W_hh, hs, *(t for blk in blocks for t in blk))
+        ctx.chunk = chunk
+        return hs[1:], hs[-1].clone(), c
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh, dc):
-        x, W_ih, W_hh, A, cs, tcs, hs = ctx.saved_tensors
-        need_x, need_W_ih, need_b, _, _, need_W_hh = ctx.needs_input_grad
-        (T, B, G), H = A.shape, hs.shape[-1]
+        x, W_ih, W_hh, hs, *saved = ctx.saved_tensors
+        need_x, need_W_ih, need_b, _, _, need_W_hh, _ = ctx.needs_input_grad
+        (T, B, I), (G, H) = x.shape, W_hh.shape
         dx = x.new_empty(x.shape) if need_x else None
-        dW_ih, db, dW_hh = (torch.zeros_like(W_ih) if need_W_ih else None), (A.new_zeros(G) if need_b else None), (torch.zeros_like(W_hh) if need_W_hh else None)
-        n = min(T, _CHUNK)
-        dG, step, carry = A.new_empty(n, B, G), _lstm_backward_step(W_hh, A.new_empty(B, H)), (dh.clone(), dc.clone())
-        for t0 in reversed(range(0, T, n)):                        # blocks of n steps, last block first
-            t1 = min(T, t0 + n); d = dG[:t1 - t0]
-            _, carry = _loop(step, (dY[t0:t1], A[t0:t1], *A[t0:t1].chunk(4, -1), cs[t0:t1], tcs[t0:t1], d, *d.chunk(4, -1)), carry, reverse=True)
-            d = d.flatten(0, 1)                                    # the block's weight gradients: one product each
-            if need_W_hh: dW_hh.addmm_(d.t(), hs[t0:t1].flatten(0, 1))      # Σ_t δ_t^T h_{t-1}
-            if need_W_ih: dW_ih.addmm_(d.t(), x[t0:t1].flatten(0, 1))       # Σ_t δ_t^T x_t
-            if need_b: db.add_(d.sum(0))
-            if need_x: torch.mm(d, W_ih, out=dx[t0:t1].view(-1, x.shape[-1]))
-        return dx, dW_ih, db, carry[0], carry[1], dW_hh
+        need_W = need_W_ih or need_b or need_W_hh
+        dW = W_hh.new_zeros(G, H + I + 1) if need_W else None             # [δW_hh | δW_ih | δb]
+        n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
+        Z = x.new_empty(n, B, H + I + 1); Z[..., -1] = 1
+        dG = x.new_empty(n, B, G) if ctx.chunk is None else None
+        eager_step, carry = _lstm_backward_step(W_hh, x.new_empty(B, H)), (dh.clone(), dc.clone())
+        t1 = T
+        for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
+            for s1 in range(A.shape[0], 0, -n):                           # and within a block, n steps at a time
+                s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
+                slots = (dY[t0:t1], A[s0:s1], c_prev[s0:s1], tc[s0:s1])
+                if ctx.chunk is None:
+                    d = dG[:s1 - s0]
+                    _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
+                else: d, carry = _lstm_compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, ctx.chunk, reverse=True)
+                if need_W: _weight_grads(dW, d, hs[t0:t1], x[t0:t1], Z)
+                if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+                t1 = t0
+        dW_hh, dW_ih, db = (dW[:, :H], dW[:, H:H + I], dW[:, -1]) if need_W else (None, None, None)
+        return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None
 
 # %% ../nbs/02_layers.ipynb #09a38760
 def _gru_step(H:int, Wt:Tensor, b_hh:Tensor):
@@ -384,18 +405,20 @@ class _GRUSequence(torch.autograd.Function):
 # %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
-def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple):
-    "An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h, c))`."
+def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
+    "An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when `compiled`); returns `(output, (h, c))`."
     b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh   # both biases folded into the hoisted projection
     h0, c0 = state
     if _needs_grad(x, cell.weight_ih, b, h0, c0, cell.weight_hh):
-        y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh)
+        y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk if compiled else None)
         return y, (h, c)
-    hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False)
+    if compiled: hs, _, c = _lstm_forward_compiled(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk, keep=False)
+    else: hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False)
     return hs[1:], (hs[-1], c.clone())
 
-def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple):
-    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`."
+def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
+    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`, or None when `compiled` (the compiled loop runs the cell's step)."
+    if compiled: return None
     xp, (h0,) = cell.project(x), state
     b_hh = cell.bias_hh if cell.bias_hh is not None else cell.weight_hh.new_zeros(cell.weight_hh.shape[0])
     if _needs_grad(xp, h0, cell.weight_hh, b_hh):
@@ -405,3 +428,48 @@ def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple):
     return hs[1:], (hs[-1],)
 
 _SEQUENCE_KERNELS.update({LSTMCell: _lstm_sequence, GRUCell: _gru_sequence})
+
+# %% ../nbs/02_layers.ipynb #954f8ca5
+def _lstm_fused_step(W_neg:Tensor, xp_t:Tensor, carry:tuple):
+    "The kernel's LSTM step as pure functions, for `torch.compile`: outputs what the backward needs, `(gates, c_{t-1}, tanh c_t, h_t)`."
+    h, c = carry
+    a = torch.sigmoid(xp_t - torch.mm(h, W_neg))         # W_neg = -W_hh^T (g doubled): see the text
+    i, f, g, o = a.chunk(4, 1)
+    c_new = f * c + i * (2 * g - 1)
+    tc = 2 * torch.sigmoid(2 * c_new) - 1
+    h_new = o * tc
+    return (a, c, tc, h_new), (h_new, c_new)
+
+def _lstm_fused_inference(W_neg:Tensor, xp_t:Tensor, carry:tuple):
+    "The same step when only `h_t` is kept (the compiler drops what is not returned)."
+    (_, _, _, h), carry = _lstm_fused_step(W_neg, xp_t, carry)
+    return h, carry
+
+def _lstm_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
+    "The backward step as pure functions: `d` = δ of the four pre-activations; carry `(δh, δc)`."
+    dy, a, c_prev, tc = slots
+    dh, dc = carry
+    dh = dh + dy
+    i, f, g, o = a.chunk(4, 1)
+    dc = dc + dh * o * (1 - tc * tc)
+    d = torch.cat([dc * (2 * g - 1), dc * c_prev, 4 * dc * i, dh * tc], 1) * (a - a * a)
+    return d, (torch.mm(d, W_hh), dc * f)
+
+def _lstm_compiled_block(step, xs, carry:tuple, chunk:int, reverse:bool=False):
+    "A block of steps through `_loop`: compiled when it is `chunk` long (one graph for every block), eager for the shorter tail."
+    xs = xs if isinstance(xs, tuple) else (xs,)
+    return (_compiled_chunk if xs[0].shape[0] == chunk else _loop)(step, xs, tuple(carry), None, reverse)
+
+def _lstm_forward_compiled(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, chunk:int, keep:bool):
+    "The LSTM kernel in compiled blocks of `chunk` steps; returns `hs` `(T+1, B, H)`, the blocks `(gates, c_{t-1}, tanh c_t)` (when `keep`) and `c_T`."
+    (T, B, _), H = x.shape, h0.shape[-1]
+    W_ih, W_neg, b = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0).t().neg(), (None if b is None else _double_g(b, H))
+    step = partial(_lstm_fused_step if keep else _lstm_fused_inference, W_neg)
+    hs, xp = x.new_empty(T + 1, B, H), x.new_empty(min(T, chunk), B, 4 * H)
+    hs[0], carry, blocks = h0, (h0, c0), []
+    for t0 in range(0, T, chunk):
+        k = min(chunk, T - t0)
+        y, carry = _lstm_compiled_block(step, _project_into(xp[:k], x[t0:t0 + k], W_ih, b).view(k, B, 4 * H), carry, chunk)
+        if keep: blocks.append(y[:3]); y = y[3]
+        hs[t0 + 1:t0 + k + 1] = y
+    return hs, blocks, carry[1]
