@@ -14,10 +14,12 @@ from torch import nn
 # %% ../nbs/30_benchmarks.ipynb #da69f98f
 BENCHMARKS = {}
 
-def register_benchmark(name:str):
-    "Decorator: register `fn(quick: bool) -> dict` as the benchmark `name`."
+def register_benchmark(name:str, threads:int=2):
+    "Decorator: register `fn(quick: bool) -> dict` as the benchmark `name`, run on `threads` CPU threads."
     if not isinstance(name, str) or not name.isidentifier(): raise ValueError(f"`name` must be an identifier, got {name!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1: raise ValueError(f"`threads` must be a positive int, got {threads!r}")
     def deco(fn):
+        fn.threads = threads
         BENCHMARKS[name] = fn
         return fn
     return deco
@@ -51,9 +53,10 @@ def device_name() -> str:
     cpu = f"{cpu} ({os.cpu_count()} logical CPUs)"
     return cpu + (f"; {torch.cuda.get_device_name()}" if torch.cuda.is_available() else '')
 
-def run_benchmark(name:str, out_dir='results/bench', quick:bool=False, threads:int=2) -> dict:
-    "Run the benchmark `name` with fixed settings and write `out_dir/<name>.json`; return what was written."
+def run_benchmark(name:str, out_dir='results/bench', quick:bool=False, threads:int=None) -> dict:
+    "Run the benchmark `name` with fixed settings (threads: the benchmark's own unless given) and write `out_dir/<name>.json`."
     if name not in BENCHMARKS: raise ValueError(f"`name` must be one of {sorted(BENCHMARKS)}, got {name!r}")
+    threads = BENCHMARKS[name].threads if threads is None else threads
     from adaptive_rnn.train import cpu_settings
     t0 = time.perf_counter()
     with cpu_settings(torch.device('cpu'), threads):   # denormals flushed, fixed threads; both restored after
@@ -220,7 +223,7 @@ def _act_setting(cell_type, layer_type, B, H, T, I, bias, scale, repeats, M=10):
                 ratio_vs_unroll=secs['act'] / (n_bar * secs['unroll'])), act, f_act
 
 # %% ../nbs/32_bench_act.ipynb #f612bc3c
-@register_benchmark('act')
+@register_benchmark('act', threads=1)
 def bench_act(quick:bool=False) -> dict:
     "ACT's forward+backward time against mean(batch-max N) × the plain layer's, and the early exit's saving."
     settings = ([('RNN', 8, 16, 4, 3)] if quick else

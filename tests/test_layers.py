@@ -315,3 +315,16 @@ def test_cuda_to_device_and_lengths():
     y_ref, (h_ref, c_ref) = ref(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
     close(y, pad_packed_sequence(y_ref, batch_first=True, total_length=6)[0], 1e-4); close(h, h_ref, 1e-4); close(c, c_ref, 1e-4)
     with pytest.raises(ValueError, match='is on'): m(x.cpu())
+
+
+def test_benchmark_threads(tmp_path, monkeypatch):
+    "A benchmark runs on the threads it registered (the ACT benchmark: 1), unless the caller says otherwise; bad counts are errors."
+    from adaptive_rnn import bench
+    monkeypatch.setattr(bench, 'BENCHMARKS', dict(bench.BENCHMARKS))
+    bench.register_benchmark('_one_thread', threads=1)(lambda quick: dict(seen=torch.get_num_threads()))
+    res = bench.run_benchmark('_one_thread', tmp_path)
+    assert res['threads'] == 1 and res['seen'] == 1
+    assert bench.run_benchmark('_one_thread', tmp_path, threads=2)['seen'] == 2
+    assert bench.BENCHMARKS['act'].threads == 1 and bench.BENCHMARKS['layers'].threads == 2
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match='threads'): bench.register_benchmark('_bad', threads=bad)
