@@ -299,11 +299,10 @@ def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
         return (), (torch.mm(d, W_hh), dc.mul_(f))                 # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
     return step
 
-def _weight_grads(dW:Tensor, d:Tensor, h_prev:Tensor, x:Tensor, Z:Tensor):
-    "`dW` `(G, H+I+1)` += `d`ᵀ [h_{t-1} | x_t | 1] over a block of steps: the three weight gradients in ONE product."
-    H, I = h_prev.shape[-1], x.shape[-1]
-    Z = Z[:d.shape[0]]
-    Z[..., :H], Z[..., H:H + I] = h_prev, x                        # Z[..., -1] holds ones
+def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
+    "`dW` += `d`ᵀ [parts | 1] over a block of steps (`Z`: a buffer whose last column holds ones): weights and bias in ONE product."
+    Z, c = Z[:d.shape[0]], 0
+    for p in parts: Z[..., c:c + p.shape[-1]] = p; c += p.shape[-1]
     dW.addmm_(d.flatten(0, 1).t(), Z.flatten(0, 1))
 
 class _LSTMSequence(torch.autograd.Function):
@@ -342,65 +341,90 @@ class _LSTMSequence(torch.autograd.Function):
                     d = dG[:s1 - s0]
                     _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
                 else: d, carry = _lstm_compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, ctx.chunk, reverse=True)
-                if need_W: _weight_grads(dW, d, hs[t0:t1], x[t0:t1], Z)
+                if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
                 if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                 t1 = t0
         dW_hh, dW_ih, db = (dW[:, :H], dW[:, H:H + I], dW[:, -1]) if need_W else (None, None, None)
         return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None
 
 # %% ../nbs/02_layers.ipynb #09a38760
-def _gru_step(H:int, Wt:Tensor, b_hh:Tensor):
-    "The GRU step of the sequence kernel, writing into the slots it is given."
+def _gru_step(Wt:Tensor, b_hh:Tensor):
+    "The GRU step of the sequence kernel, in place on its slots: the projection's slot ends holding (r, z, n)."
     def step(slots, carry):
-        xp_t, hh, rz, n, h_new = slots                   # xp_t = W_ih x_t + b_ih; Wt = W_hh^T
+        rz, r, z, n, hh, hh_rz, hh_n, h_new = slots      # rz, r, z, n: blocks of xp_t = W_ih x_t + b_ih; hh = W_hh h + b_hh
         h, = carry
         torch.addmm(b_hh, h, Wt, out=hh)                 # W_hh h + b_hh, (B, 3H)
-        torch.add(xp_t[:, :2 * H], hh[:, :2 * H], out=rz).sigmoid_()
-        r, z = rz.chunk(2, 1)
-        torch.addcmul(xp_t[:, 2 * H:], r, hh[:, 2 * H:], out=n).mul_(2).sigmoid_().mul_(2).sub_(1)   # n = tanh(x_n + r⊙(W_hn h + b_hn))
+        rz.add_(hh_rz).sigmoid_()                        # r, z
+        n.addcmul_(r, hh_n).mul_(2).sigmoid_().mul_(2).sub_(1)   # n = tanh(x_n + r⊙(W_hn h + b_hn)) = 2σ(2·) - 1
         torch.sub(h, n, out=h_new).mul_(z).add_(n)       # h' = n + z⊙(h - n) = (1-z)⊙n + z⊙h
         return (), (h_new,)
     return step
 
-def _gru_forward(xp:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool):
-    "Run the GRU kernel over `xp` `(T, B, 3H)`; returns `hs` `(T+1, B, H)` (h_0 first), and, when `keep`, `(hh, rz, n)`."
-    (T, B, G), H = xp.shape, h0.shape[-1]
-    hs = xp.new_empty(T + 1, B, H); hs[0] = h0
-    slots = [(T, B, G), (T, B, 2 * H), (T, B, H)]
-    HH, RZ, N = (xp.new_empty(*s) if keep else xp.new_empty(1, *s[1:]).expand(s) for s in slots)
-    _loop(_gru_step(H, W_hh.t(), b_hh), (xp, HH, RZ, N, hs[1:]), (h0,))
-    return hs, (HH, RZ, N)
+def _gru_blocks(XP:Tensor, HH:Tensor, H:int) -> tuple:
+    "The step's slots over a stretch of steps: XP's blocks (r|z, r, z, n) and HH's (all, r|z, n)."
+    return XP[..., :2 * H], XP[..., :H], XP[..., H:2 * H], XP[..., 2 * H:], HH, HH[..., :2 * H], HH[..., 2 * H:]
+
+def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool):
+    "Run the GRU kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and, when `keep`, `(XP, HH)`: (r, z, n) and W_hh h + b_hh per step."
+    (T, B, _), H = x.shape, h0.shape[-1]
+    step = _gru_step(W_hh.t(), b_hh)
+    hs = x.new_empty(T + 1, B, H); hs[0] = h0
+    if keep:
+        XP, HH = _project_into(x.new_empty(T, B, 3 * H), x, W_ih, b_ih).view(T, B, 3 * H), x.new_empty(T, B, 3 * H)
+        _loop(step, (*_gru_blocks(XP, HH, H), hs[1:]), (h0,))
+        return hs, (XP, HH)
+    n = min(T, _CHUNK)                                   # without gradients: blocks of n steps, one scratch
+    XP, HH, carry = x.new_empty(n, B, 3 * H), x.new_empty(1, B, 3 * H).expand(n, B, 3 * H), (h0,)
+    for t0 in range(0, T, n):
+        k = min(n, T - t0)
+        Xk = _project_into(XP[:k], x[t0:t0 + k], W_ih, b_ih).view(k, B, 3 * H)
+        _, carry = _loop(step, (*_gru_blocks(Xk, HH[:k], H), hs[t0 + 1:t0 + k + 1]), carry)
+    return hs, None
+
+def _gru_backward_step(W_hh:Tensor):
+    "One step of BPTT for the GRU, in place on its slots; the carry is `(δh,)`."
+    def step(slots, carry):
+        dy, rz, r, z, n, hh_n, h_prev, dhh, drz, dr, dz, dhn, dxn = slots
+        dh = carry[0] + dy
+        dn = torch.mul(n, n, out=dxn).neg_().add_(1).mul_(dh)
+        dn.sub_(dn * z)                                  # δn = δh'⊙(1-z)⊙(1-n²)
+        torch.sub(rz, rz * rz, out=drz)                  # σ' for r and z
+        dz.mul_(h_prev - n).mul_(dh)                     # δz = δh'⊙(h-n)⊙σ'_z
+        dr.mul_(hh_n).mul_(dn)                           # δr = δn⊙(W_hn h + b_hn)⊙σ'_r
+        torch.mul(dn, r, out=dhn)                        # δ(W_hn h + b_hn) = δn⊙r
+        return (), (torch.addmm(dh * z, dhh, W_hh),)     # δh = δh'⊙z + δhh W_hh
+    return step
 
 class _GRUSequence(torch.autograd.Function):
-    "A whole GRU layer as one autograd node."
+    "A whole GRU layer, input projection included, as one autograd node."
     @staticmethod
-    def forward(ctx, xp, h0, W_hh, b_hh):
-        hs, (HH, RZ, N) = _gru_forward(xp, h0, W_hh, b_hh, keep=True)
-        ctx.save_for_backward(W_hh, HH, RZ, N, hs)
+    def forward(ctx, x, W_ih, b_ih, h0, W_hh, b_hh):
+        hs, (XP, HH) = _gru_forward(x, W_ih, b_ih, h0, W_hh, b_hh, keep=True)
+        ctx.save_for_backward(x, W_ih, W_hh, XP, HH, hs)
         return hs[1:], hs[-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh):
-        W_hh, HH, RZ, N, hs = ctx.saved_tensors
-        (T, B, G), H = HH.shape, hs.shape[-1]
-        dHH, dxp = torch.empty_like(HH), torch.empty_like(HH)        # ∂L/∂(W_hh h + b_hh) and ∂L/∂xp, blocks r, z, n
-        def step(slots, carry):
-            dy, rz, n, hh, h_prev, dhh, dx = slots
-            dh = carry[0] + dy
-            r, z = rz.chunk(2, 1)
-            dn = torch.mul(n, n, out=dx[:, 2 * H:]).neg_().add_(1).mul_(dh)
-            dn.sub_(dn * z)                                           # δn = δh'⊙(1-z)⊙(1-n²)
-            dr, dz, dhn = dhh.chunk(3, 1)
-            torch.sub(rz, rz * rz, out=dhh[:, :2 * H])                # σ' for r and z
-            dz.mul_(h_prev - n).mul_(dh)                              # δz = δh'⊙(h-n)⊙σ'_z
-            dr.mul_(hh[:, 2 * H:]).mul_(dn)                           # δr = δn⊙(W_hn h + b_hn)⊙σ'_r
-            torch.mul(dn, r, out=dhn)                                 # δ(W_hn h + b_hn) = δn⊙r
-            return (), (torch.addmm(dh * z, dhh, W_hh),)              # δh = δh'⊙z + δhh W_hh
-        _, (dh0,) = _loop(step, (dY, RZ, N, HH, hs[:-1], dHH, dxp), (dh,), reverse=True)
-        dxp[..., :2 * H] = dHH[..., :2 * H]
-        dW_hh = dHH.flatten(0, 1).t() @ hs[:-1].flatten(0, 1)
-        return dxp, dh0, dW_hh, dHH.sum((0, 1))
+        x, W_ih, W_hh, XP, HH, hs = ctx.saved_tensors
+        need_x, need_W_ih, need_b_ih, _, need_W_hh, need_b_hh = ctx.needs_input_grad
+        (T, B, I), (G, H) = x.shape, W_hh.shape
+        dx = x.new_empty(x.shape) if need_x else None
+        dWh = W_hh.new_zeros(G, H + 1) if need_W_hh or need_b_hh else None   # [δW_hh | δb_hh]
+        dWi = W_hh.new_zeros(G, I + 1) if need_W_ih or need_b_ih else None   # [δW_ih | δb_ih]
+        n = min(T, _CHUNK)
+        dHH, dXP, Zh, Zx = x.new_empty(n, B, G), x.new_empty(n, B, G), x.new_empty(n, B, H + 1), x.new_empty(n, B, I + 1)
+        Zh[..., -1], Zx[..., -1], step, carry = 1, 1, _gru_backward_step(W_hh), (dh,)
+        for t0 in reversed(range(0, T, n)):                          # blocks of n steps, last block first
+            t1 = min(T, t0 + n); dhh, dxp = dHH[:t1 - t0], dXP[:t1 - t0]
+            rz, r, z, n_, _, _, hh_n = _gru_blocks(XP[t0:t1], HH[t0:t1], H)
+            _, carry = _loop(step, (dY[t0:t1], rz, r, z, n_, hh_n, hs[t0:t1], dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
+            dxp[..., :2 * H] = dhh[..., :2 * H]                      # ∂L/∂xp: r and z as ∂L/∂hh, n its own
+            if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
+            if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
+            if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+        return (dx, dWi[:, :I] if need_W_ih else None, dWi[:, -1] if need_b_ih else None, carry[0],
+                dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None)
 
 # %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
@@ -419,12 +443,12 @@ def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, ch
 def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
     "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`, or None when `compiled` (the compiled loop runs the cell's step)."
     if compiled: return None
-    xp, (h0,) = cell.project(x), state
+    h0, = state
     b_hh = cell.bias_hh if cell.bias_hh is not None else cell.weight_hh.new_zeros(cell.weight_hh.shape[0])
-    if _needs_grad(xp, h0, cell.weight_hh, b_hh):
-        y, h = _GRUSequence.apply(xp, h0, cell.weight_hh, b_hh)
+    if _needs_grad(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh):
+        y, h = _GRUSequence.apply(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh)
         return y, (h,)
-    hs, _ = _gru_forward(xp, h0, cell.weight_hh, b_hh, keep=False)
+    hs, _ = _gru_forward(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, keep=False)
     return hs[1:], (hs[-1],)
 
 _SEQUENCE_KERNELS.update({LSTMCell: _lstm_sequence, GRUCell: _gru_sequence})
