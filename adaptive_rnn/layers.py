@@ -340,7 +340,7 @@ class _LSTMSequence(torch.autograd.Function):
                 if ctx.chunk is None:
                     d = dG[:s1 - s0]
                     _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
-                else: d, carry = _lstm_compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, ctx.chunk, reverse=True)
+                else: d, carry = _compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, ctx.chunk, reverse=True)
                 if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
                 if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                 t1 = t0
@@ -396,35 +396,48 @@ def _gru_backward_step(W_hh:Tensor):
     return step
 
 class _GRUSequence(torch.autograd.Function):
-    "A whole GRU layer, input projection included, as one autograd node."
+    "A whole GRU layer, input projection included, as one autograd node; `chunk` as for the LSTM."
     @staticmethod
-    def forward(ctx, x, W_ih, b_ih, h0, W_hh, b_hh):
-        hs, (XP, HH) = _gru_forward(x, W_ih, b_ih, h0, W_hh, b_hh, keep=True)
-        ctx.save_for_backward(x, W_ih, W_hh, XP, HH, hs)
+    def forward(ctx, x, W_ih, b_ih, h0, W_hh, b_hh, chunk=None):
+        H = h0.shape[-1]
+        if chunk is None:
+            hs, (XP, HH) = _gru_forward(x, W_ih, b_ih, h0, W_hh, b_hh, keep=True)
+            blocks = [(XP[..., :2 * H], XP[..., 2 * H:], HH[..., 2 * H:])]
+        else: hs, blocks = _gru_forward_compiled(x, W_ih, b_ih, h0, W_hh, b_hh, chunk, keep=True)
+        ctx.save_for_backward(x, W_ih, W_hh, hs, *(t for blk in blocks for t in blk))   # per step: r|z, n, W_hn h + b_hn
+        ctx.chunk = chunk
         return hs[1:], hs[-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh):
-        x, W_ih, W_hh, XP, HH, hs = ctx.saved_tensors
-        need_x, need_W_ih, need_b_ih, _, need_W_hh, need_b_hh = ctx.needs_input_grad
+        x, W_ih, W_hh, hs, *saved = ctx.saved_tensors
+        need_x, need_W_ih, need_b_ih, _, need_W_hh, need_b_hh, _ = ctx.needs_input_grad
         (T, B, I), (G, H) = x.shape, W_hh.shape
         dx = x.new_empty(x.shape) if need_x else None
         dWh = W_hh.new_zeros(G, H + 1) if need_W_hh or need_b_hh else None   # [δW_hh | δb_hh]
         dWi = W_hh.new_zeros(G, I + 1) if need_W_ih or need_b_ih else None   # [δW_ih | δb_ih]
-        n = min(T, _CHUNK)
-        dHH, dXP, Zh, Zx = x.new_empty(n, B, G), x.new_empty(n, B, G), x.new_empty(n, B, H + 1), x.new_empty(n, B, I + 1)
-        Zh[..., -1], Zx[..., -1], step, carry = 1, 1, _gru_backward_step(W_hh), (dh,)
-        for t0 in reversed(range(0, T, n)):                          # blocks of n steps, last block first
-            t1 = min(T, t0 + n); dhh, dxp = dHH[:t1 - t0], dXP[:t1 - t0]
-            rz, r, z, n_, _, _, hh_n = _gru_blocks(XP[t0:t1], HH[t0:t1], H)
-            _, carry = _loop(step, (dY[t0:t1], rz, r, z, n_, hh_n, hs[t0:t1], dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
-            dxp[..., :2 * H] = dhh[..., :2 * H]                      # ∂L/∂xp: r and z as ∂L/∂hh, n its own
-            if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
-            if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
-            if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+        n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
+        Zh, Zx = x.new_empty(n, B, H + 1), x.new_empty(n, B, I + 1)
+        Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh,)
+        if ctx.chunk is None: dHH, dXP, step = x.new_empty(n, B, G), x.new_empty(n, B, G), _gru_backward_step(W_hh)
+        t1 = T
+        for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
+            for s1 in range(RZ.shape[0], 0, -n):                         # and within a block, n steps at a time
+                s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
+                rz, n_t, hh_n = RZ[s0:s1], N[s0:s1], HHn[s0:s1]
+                if ctx.chunk is None:
+                    dhh, dxp = dHH[:s1 - s0], dXP[:s1 - s0]
+                    _, carry = _loop(step, (dY[t0:t1], rz, rz[..., :H], rz[..., H:], n_t, hh_n, hs[t0:t1],
+                                            dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
+                    dxp[..., :2 * H] = dhh[..., :2 * H]                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
+                else: (dhh, dxp), carry = _compiled_block(partial(_gru_fused_back, W_hh), (dY[t0:t1], rz, n_t, hh_n, hs[t0:t1]), carry, ctx.chunk, reverse=True)
+                if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
+                if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
+                if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+                t1 = t0
         return (dx, dWi[:, :I] if need_W_ih else None, dWi[:, -1] if need_b_ih else None, carry[0],
-                dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None)
+                dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None, None)
 
 # %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
@@ -441,19 +454,37 @@ def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, ch
     return hs[1:], (hs[-1], c.clone())
 
 def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
-    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel; returns `(output, (h,))`, or None when `compiled` (the compiled loop runs the cell's step)."
-    if compiled: return None
+    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when `compiled`); returns `(output, (h,))`."
     h0, = state
     b_hh = cell.bias_hh if cell.bias_hh is not None else cell.weight_hh.new_zeros(cell.weight_hh.shape[0])
     if _needs_grad(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh):
-        y, h = _GRUSequence.apply(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh)
+        y, h = _GRUSequence.apply(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, chunk if compiled else None)
         return y, (h,)
-    hs, _ = _gru_forward(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, keep=False)
+    if compiled: hs, _ = _gru_forward_compiled(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, chunk, keep=False)
+    else: hs, _ = _gru_forward(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, keep=False)
     return hs[1:], (hs[-1],)
 
 _SEQUENCE_KERNELS.update({LSTMCell: _lstm_sequence, GRUCell: _gru_sequence})
 
 # %% ../nbs/02_layers.ipynb #954f8ca5
+def _compiled_block(step, xs, carry:tuple, chunk:int, reverse:bool=False):
+    "A block of steps through `_loop`: compiled when it is `chunk` long (one graph for every block), eager for the shorter tail."
+    xs = xs if isinstance(xs, tuple) else (xs,)
+    return (_compiled_chunk if xs[0].shape[0] == chunk else _loop)(step, xs, tuple(carry), None, reverse)
+
+def _forward_compiled(step, x:Tensor, W_ih:Tensor, b:Tensor, carry:tuple, G:int, chunk:int, keep:bool):
+    """A kernel's forward in compiled blocks of `chunk` steps: the projection of each block into one buffer, then
+    `step` (whose last output is h_t); returns `hs` `(T+1, B, H)`, the blocks' other outputs (when `keep`) and the carry."""
+    (T, B, _), H = x.shape, carry[0].shape[-1]
+    hs, xp, blocks = x.new_empty(T + 1, B, H), x.new_empty(min(T, chunk), B, G), []
+    hs[0] = carry[0]
+    for t0 in range(0, T, chunk):
+        k = min(chunk, T - t0)
+        y, carry = _compiled_block(step, _project_into(xp[:k], x[t0:t0 + k], W_ih, b).view(k, B, G), carry, chunk)
+        if keep: blocks.append(y[:-1]); y = y[-1]
+        hs[t0 + 1:t0 + k + 1] = y
+    return hs, blocks, carry
+
 def _lstm_fused_step(W_neg:Tensor, xp_t:Tensor, carry:tuple):
     "The kernel's LSTM step as pure functions, for `torch.compile`: outputs what the backward needs, `(gates, c_{t-1}, tanh c_t, h_t)`."
     h, c = carry
@@ -463,11 +494,6 @@ def _lstm_fused_step(W_neg:Tensor, xp_t:Tensor, carry:tuple):
     tc = 2 * torch.sigmoid(2 * c_new) - 1
     h_new = o * tc
     return (a, c, tc, h_new), (h_new, c_new)
-
-def _lstm_fused_inference(W_neg:Tensor, xp_t:Tensor, carry:tuple):
-    "The same step when only `h_t` is kept (the compiler drops what is not returned)."
-    (_, _, _, h), carry = _lstm_fused_step(W_neg, xp_t, carry)
-    return h, carry
 
 def _lstm_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
     "The backward step as pure functions: `d` = δ of the four pre-activations; carry `(δh, δc)`."
@@ -479,21 +505,43 @@ def _lstm_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
     d = torch.cat([dc * (2 * g - 1), dc * c_prev, 4 * dc * i, dh * tc], 1) * (a - a * a)
     return d, (torch.mm(d, W_hh), dc * f)
 
-def _lstm_compiled_block(step, xs, carry:tuple, chunk:int, reverse:bool=False):
-    "A block of steps through `_loop`: compiled when it is `chunk` long (one graph for every block), eager for the shorter tail."
-    xs = xs if isinstance(xs, tuple) else (xs,)
-    return (_compiled_chunk if xs[0].shape[0] == chunk else _loop)(step, xs, tuple(carry), None, reverse)
+def _gru_fused_step(W_neg:Tensor, b_hh:Tensor, xp_t:Tensor, carry:tuple):
+    "The kernel's GRU step as pure functions: outputs `(r|z, n, W_hn h + b_hn, h_t)`."
+    h, = carry
+    H = h.shape[-1]
+    hh = b_hh - torch.mm(h, W_neg)                       # W_hh h + b_hh, W_neg = -W_hh^T
+    rz = torch.sigmoid(xp_t[:, :2 * H] + hh[:, :2 * H])
+    r, z = rz.chunk(2, 1)
+    n = 2 * torch.sigmoid(2 * (xp_t[:, 2 * H:] + r * hh[:, 2 * H:])) - 1
+    h_new = n + z * (h - n)
+    return (rz, n, hh[:, 2 * H:], h_new), (h_new,)
+
+def _gru_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
+    "The GRU's backward step as pure functions: `(δ(W_hh h + b_hh), δxp)`; carry `(δh,)`."
+    dy, rz, n, hh_n, h_prev = slots
+    dh = carry[0] + dy
+    r, z = rz.chunk(2, 1)
+    dn = dh * (1 - z) * (1 - n * n)
+    drz = torch.cat([dn * hh_n, dh * (h_prev - n)], 1) * (rz - rz * rz)
+    dhh = torch.cat([drz, dn * r], 1)
+    return (dhh, torch.cat([drz, dn], 1)), (dh * z + torch.mm(dhh, W_hh),)
+
+def _last_only(step, *args):
+    "`step` when only `h_t` is kept (the compiler drops what is not returned)."
+    y, carry = step(*args)
+    return y[-1], carry
 
 def _lstm_forward_compiled(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, chunk:int, keep:bool):
-    "The LSTM kernel in compiled blocks of `chunk` steps; returns `hs` `(T+1, B, H)`, the blocks `(gates, c_{t-1}, tanh c_t)` (when `keep`) and `c_T`."
-    (T, B, _), H = x.shape, h0.shape[-1]
+    "The LSTM kernel in compiled blocks: `hs`, the blocks `(gates, c_{t-1}, tanh c_t)` (when `keep`) and `c_T`."
+    H = h0.shape[-1]
     W_ih, W_neg, b = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0).t().neg(), (None if b is None else _double_g(b, H))
-    step = partial(_lstm_fused_step if keep else _lstm_fused_inference, W_neg)
-    hs, xp = x.new_empty(T + 1, B, H), x.new_empty(min(T, chunk), B, 4 * H)
-    hs[0], carry, blocks = h0, (h0, c0), []
-    for t0 in range(0, T, chunk):
-        k = min(chunk, T - t0)
-        y, carry = _lstm_compiled_block(step, _project_into(xp[:k], x[t0:t0 + k], W_ih, b).view(k, B, 4 * H), carry, chunk)
-        if keep: blocks.append(y[:3]); y = y[3]
-        hs[t0 + 1:t0 + k + 1] = y
-    return hs, blocks, carry[1]
+    step = partial(_lstm_fused_step, W_neg) if keep else partial(_last_only, _lstm_fused_step, W_neg)
+    hs, blocks, (_, c) = _forward_compiled(step, x, W_ih, b, (h0, c0), 4 * H, chunk, keep)
+    return hs, blocks, c
+
+def _gru_forward_compiled(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, chunk:int, keep:bool):
+    "The GRU kernel in compiled blocks: `hs` and the blocks `(r|z, n, W_hn h + b_hn)` (when `keep`)."
+    args = (W_hh.t().neg(), b_hh)
+    step = partial(_gru_fused_step, *args) if keep else partial(_last_only, _gru_fused_step, *args)
+    hs, blocks, _ = _forward_compiled(step, x, W_ih, b_ih, (h0,), W_hh.shape[0], chunk, keep)
+    return hs, blocks
