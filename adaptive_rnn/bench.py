@@ -34,15 +34,15 @@ def time_it(fn, *, repeats:int=5, warmup:int=2) -> float:
         t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
-def time_together(fns:dict, *, repeats:int=5, warmup:int=1) -> dict:
-    "Median seconds of each of `fns` (name -> callable), timed in turn round after round."
+def time_together(fns:dict, *, repeats:int=5, warmup:int=1, stat=statistics.median) -> dict:
+    "`stat` (the median; None: every sample) of the seconds of each of `fns` (name -> callable), timed in turn round after round."
     for f in fns.values():
         for _ in range(warmup): f()
     ts = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
             t0 = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in ts.items()}
+    return ts if stat is None else {k: stat(v) for k, v in ts.items()}
 
 # %% ../nbs/30_benchmarks.ipynb #c2414111
 def device_name() -> str:
@@ -85,7 +85,7 @@ def _layer_calls(m, x, train:bool):
 def bench_layers(quick:bool=False) -> dict:
     "Our LSTM and GRU layers (eager and compiled) against `torch.nn.LSTM` / `torch.nn.GRU`, same weights and inputs."
     from adaptive_rnn.layers import LSTM, GRU
-    B, H, I, Ts, repeats = (8, 16, 1, (20,), 2) if quick else (256, 110, 1, (50, 784), 5)
+    B, H, I, Ts, repeats, repeats_long = (8, 16, 1, (20,), 2, 2) if quick else (256, 110, 1, (50, 784), 15, 5)
     impls = ('torch.nn', 'eager') if quick else ('torch.nn', 'eager', 'compiled')
     rows, compile_s = [], {}
     for cell, ref_cls, cls in (('lstm', nn.LSTM, LSTM), ('gru', nn.GRU, GRU)):
@@ -98,11 +98,14 @@ def bench_layers(quick:bool=False) -> dict:
                 fns = {k: _layer_calls(models[k], x, mode == 'train') for k in impls}
                 if 'compiled' in fns:                            # the first call compiles (once per cell and mode)
                     t0 = time.perf_counter(); fns['compiled'](); compile_s.setdefault(f'{cell}/{mode}', round(time.perf_counter() - t0, 2))
-                secs = time_together(fns, repeats=repeats if T < 500 else max(2, repeats - 2))
-                rows += [dict(cell=cell, T=T, mode=mode, impl=k, seconds=s, ratio=s / secs['torch.nn']) for k, s in secs.items()]
+                ts = time_together(fns, repeats=repeats if T < 500 else repeats_long, stat=None)
+                secs, best = {k: statistics.median(v) for k, v in ts.items()}, {k: min(v) for k, v in ts.items()}
+                rows += [dict(cell=cell, T=T, mode=mode, impl=k, seconds=s, ratio=s / secs['torch.nn'],
+                              min_seconds=best[k], ratio_of_min=best[k] / best['torch.nn']) for k, s in secs.items()]
                 if not quick: print(f"layers: {cell} T={T} {mode}: " + ', '.join(f"{k} {s:.4f}s" for k, s in secs.items()), file=sys.stderr, flush=True)
     return dict(rows=rows, compile_s=compile_s,
-                settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=max(2, repeats - 2), chunk=16, impls=list(impls)))
+                settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=repeats_long, chunk=16, impls=list(impls)),
+                note='ratio: of medians over the rounds; ratio_of_min: of the fastest rounds (load on a shared machine only adds time)')
 
 # %% ../nbs/30_benchmarks.ipynb #998ed1cf
 def main(argv=None) -> int:
