@@ -178,6 +178,7 @@ def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
     out = None if kernel is None else kernel(cell, x, s, compiled=self.compiled, chunk=self.chunk)   # a kernel may decline: None
     if out is not None: return out
     return unroll(self._step_fn(l), cell.project(x), s, lengths, compiled=self.compiled, chunk=self.chunk)
+
 def _forward(self:Recurrent, x, state=None, lengths=None, *, check_finite:bool=None):
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`, or a `PackedSequence`) → `(output, state)` like `torch.nn.LSTM`."
     packed = x if isinstance(x, PackedSequence) else None

@@ -124,6 +124,7 @@ def test_kernel_with_frozen_weights_or_input(name):
     g, g_ref = torch.autograd.grad(m(x)[0].sum(), list(m.parameters())), torch.autograd.grad(ref(x)[0].sum(), list(ref.parameters()))
     for a, b in zip(g, g_ref): close(a, b, 2e-5)
 
+
 def test_sequence_kernel_is_used():
     x = torch.randn(2, 5, 3)
     assert 'LSTMSequence' in type(LSTM(3, 4)(x)[0].grad_fn).__name__ or 'LSTMSequence' in str(LSTM(3, 4)(x)[0].grad_fn.next_functions)
