@@ -148,7 +148,7 @@ def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
             raise TypeError(f"`lengths` must be integers, got {lengths.dtype}")
         if lengths.dim() != 1 or len(lengths) != B: raise ValueError(f"`lengths` must have shape ({B},), got {tuple(lengths.shape)}")
         if (lengths < 1).any() or (lengths > T).any(): raise ValueError(f"`lengths` must be in [1, {T}], got {lengths.tolist()}")
-        if bool((lengths == T).all()): lengths = None
+        lengths = None if bool((lengths == T).all()) else lengths.long()
     return x, lengths, unbatched
 
 Recurrent._prepare = _prepare
@@ -174,8 +174,8 @@ _SEQUENCE_KERNELS = {}   # cell type -> a whole-layer kernel; filled in the sect
 def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
     "Layer `l` over the time-major `x` `(T, B, I)` from state `s`: the sequence kernel when one applies, else `unroll`."
     cell = self.cells[l]
-    kernel = _SEQUENCE_KERNELS.get(type(cell)) if lengths is None else None
-    out = None if kernel is None else kernel(cell, x, s, compiled=self.compiled, chunk=self.chunk)   # a kernel may decline: None
+    kernel = _SEQUENCE_KERNELS.get(type(cell))
+    out = None if kernel is None else kernel(cell, x, s, compiled=self.compiled, chunk=self.chunk, lengths=lengths)   # None: declined
     if out is not None: return out
     return unroll(self._step_fn(l), cell.project(x), s, lengths, compiled=self.compiled, chunk=self.chunk)
 
@@ -250,6 +250,28 @@ def _project_into(out:Tensor, x:Tensor, W:Tensor, b:Tensor=None) -> Tensor:
     o = out.view(-1, out.shape[-1])
     return torch.mm(x.flatten(0, 1), W.t(), out=o) if b is None else torch.addmm(b, x.flatten(0, 1), W.t(), out=o)
 
+def _by_length(lengths:Tensor) -> tuple:
+    "The order that sorts the rows by decreasing length, and its inverse."
+    order = torch.argsort(lengths, descending=True, stable=True)
+    return order, torch.argsort(order)
+
+def _alive(lengths:Tensor, T:int) -> list:
+    "For lengths sorted in decreasing order: how many rows are still alive at each of the T steps."
+    return (lengths.unsqueeze(0) > torch.arange(T, device=lengths.device).unsqueeze(1)).sum(1).tolist()
+
+def _on_alive(step, sizes:list, reverse:bool=False):
+    """`step` on the first `sizes[t]` rows of its slots and carry: the rows alive (sorted by decreasing length).
+    Backwards (`reverse`), the carry keeps every row: a row's gradient waits there until its last step."""
+    it = iter(reversed(sizes) if reverse else sizes)
+    def run(slots, carry):
+        b = next(it)
+        y, new = step(tuple(s[:b] for s in slots), tuple(c[:b] for c in carry))
+        if not reverse: return y, new
+        for c, n in zip(carry, new):
+            if n.data_ptr() != c.data_ptr(): c[:b] = n            # (results computed in place are there already)
+        return y, carry
+    return run
+
 def _lstm_step(Wt:Tensor):
     "The LSTM step of the sequence kernel: in place on the slots it is given (no allocation, nothing to stack)."
     def step(slots, carry):
@@ -262,17 +284,19 @@ def _lstm_step(Wt:Tensor):
         return (), (h_new, c_new)
     return step
 
-def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool):
+def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool, sizes:list=None):
     """Run the LSTM kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and `(gates, cs, tanh_cs)`,
-    for the backward pass when `keep`, else `(None, c_T, None)`."""
+    for the backward pass when `keep` or `sizes`, else `(None, c_T, None)`. `sizes`: the rows alive at each step
+    (rows sorted by decreasing length); the rows past their end keep 0 in `hs` and `cs`."""
     (T, B, _), H = x.shape, h0.shape[-1]
     W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
     b, step = (None if b is None else _double_g(b, H)), _lstm_step(W_hh.t())
-    hs = x.new_empty(T + 1, B, H); hs[0] = h0
-    if keep:                                             # every step's gates, c_t and tanh(c_t), for the backward pass
-        A, cs, tcs = _project_into(x.new_empty(T, B, 4 * H), x, W_ih, b).view(T, B, 4 * H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+    new = x.new_empty if sizes is None else x.new_zeros
+    hs = new(T + 1, B, H); hs[0] = h0
+    if keep or sizes is not None:                        # every step's gates, c_t and tanh(c_t), for the backward pass
+        A, cs, tcs = _project_into(x.new_empty(T, B, 4 * H), x, W_ih, b).view(T, B, 4 * H), new(T + 1, B, H), x.new_empty(T, B, H)
         cs[0] = c0
-        _loop(step, (A, *A.chunk(4, -1), hs[1:], cs[1:], tcs), (h0, c0))
+        _loop(step if sizes is None else _on_alive(step, sizes), (A, *A.chunk(4, -1), hs[1:], cs[1:], tcs), (h0, c0))
         return hs, (A, cs, tcs)
     n = min(T, _CHUNK)                                   # without gradients: blocks of n steps share one scratch
     A, (cs, tcs) = x.new_empty(n, B, 4 * H), x.new_empty(2, 1, B, H).expand(2, n, B, H)
@@ -289,12 +313,13 @@ def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
     def step(slots, carry):
         dy, a, i, f, g, o, c_prev, tc, d, di, df, dg, do = slots   # a = (i, f, σ(2z_g), o); d: δ of the 4 pre-activations
         dh, dc = carry
+        tmp_ = tmp[:dh.shape[0]]                                   # (fewer rows when some have ended)
         dh.add_(dy)                                                # δh_t = from above + from step t+1
-        torch.mul(tc, tc, out=tmp).neg_().add_(1).mul_(o)
-        dc.addcmul_(tmp, dh)                                       # δc_t += δh_t ⊙ o ⊙ (1 - tanh² c_t)
+        torch.mul(tc, tc, out=tmp_).neg_().add_(1).mul_(o)
+        dc.addcmul_(tmp_, dh)                                       # δc_t += δh_t ⊙ o ⊙ (1 - tanh² c_t)
         torch.sub(a, torch.mul(a, a, out=d), out=d)                # σ' = σ(1 - σ), the four blocks at once
         do.mul_(tc).mul_(dh)                                       # δo = δh⊙tanh(c_t)⊙σ'_o
-        di.mul_(torch.mul(g, 2, out=tmp).sub_(1)).mul_(dc)         # δi = δc⊙g⊙σ'_i, g = 2σ(2z_g) - 1
+        di.mul_(torch.mul(g, 2, out=tmp_).sub_(1)).mul_(dc)         # δi = δc⊙g⊙σ'_i, g = 2σ(2z_g) - 1
         df.mul_(c_prev).mul_(dc)                                   # δf = δc⊙c_{t-1}⊙σ'_f
         dg.mul_(i).mul_(dc).mul_(4)                                # δg = δc⊙i⊙(1 - g²), 1 - g² = 4σ(2z_g)(1 - σ(2z_g))
         return (), (torch.mm(d, W_hh), dc.mul_(f))                 # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
@@ -309,22 +334,26 @@ def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
 class _LSTMSequence(torch.autograd.Function):
     """A whole LSTM layer, input projection included, as one autograd node: the forward keeps, step by step,
     the gates, c_{t-1} and tanh(c_t), in blocks; the backward is BPTT written out. `chunk`: None runs the
-    eager kernel, an int the compiled one (below) in blocks of `chunk` steps."""
+    eager kernel, an int the compiled one (below) in blocks of `chunk` steps. `lengths` (eager only): the rows'
+    lengths, sorted in decreasing order; the final state is each row's at its last step."""
     @staticmethod
-    def forward(ctx, x, W_ih, b, h0, c0, W_hh, chunk=None):
+    def forward(ctx, x, W_ih, b, h0, c0, W_hh, chunk=None, lengths=None):
+        ctx.sizes = None if lengths is None else _alive(lengths, x.shape[0])
         if chunk is None:
-            hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True)
-            blocks, c = [(A, cs[:-1], tcs)], cs[-1].clone()
-        else: hs, blocks, c = _lstm_forward_compiled(x, W_ih, b, h0, c0, W_hh, chunk, keep=True)
+            hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True, sizes=ctx.sizes)
+            blocks = [(A, cs[:-1], tcs)]
+            rows = torch.arange(x.shape[1], device=x.device)
+            h, c = (hs[-1].clone(), cs[-1].clone()) if lengths is None else (hs[lengths, rows], cs[lengths, rows])
+        else: (hs, blocks, c), h = _lstm_forward_compiled(x, W_ih, b, h0, c0, W_hh, chunk, keep=True), None
         ctx.save_for_backward(x, W_ih, W_hh, hs, *(t for blk in blocks for t in blk))
         ctx.chunk = chunk
-        return hs[1:], hs[-1].clone(), c
+        return hs[1:], hs[-1].clone() if h is None else h, c
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh, dc):
         x, W_ih, W_hh, hs, *saved = ctx.saved_tensors
-        need_x, need_W_ih, need_b, _, _, need_W_hh, _ = ctx.needs_input_grad
+        need_x, need_W_ih, need_b, _, _, need_W_hh, _, _ = ctx.needs_input_grad
         (T, B, I), (G, H) = x.shape, W_hh.shape
         dx = x.new_empty(x.shape) if need_x else None
         need_W = need_W_ih or need_b or need_W_hh
@@ -333,6 +362,7 @@ class _LSTMSequence(torch.autograd.Function):
         Z = x.new_empty(n, B, H + I + 1); Z[..., -1] = 1
         dG = x.new_empty(n, B, G) if ctx.chunk is None else None
         eager_step, carry = _lstm_backward_step(W_hh, x.new_empty(B, H)), (dh.clone(), dc.clone())
+        if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
         t1 = T
         for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
             for s1 in range(A.shape[0], 0, -n):                           # and within a block, n steps at a time
@@ -340,13 +370,14 @@ class _LSTMSequence(torch.autograd.Function):
                 slots = (dY[t0:t1], A[s0:s1], c_prev[s0:s1], tc[s0:s1])
                 if ctx.chunk is None:
                     d = dG[:s1 - s0]
+                    if ctx.sizes is not None: d.zero_()                   # the rows past their end get no gradient
                     _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
                 else: d, carry = _compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, reverse=True)
                 if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
                 if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                 t1 = t0
         dW_hh, dW_ih, db = (dW[:, :H], dW[:, H:H + I], dW[:, -1]) if need_W else (None, None, None)
-        return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None
+        return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None, None
 
 # %% ../nbs/02_layers.ipynb #09a38760
 def _gru_step(Wt:Tensor, b_hh:Tensor):
@@ -365,14 +396,15 @@ def _gru_blocks(XP:Tensor, HH:Tensor, H:int) -> tuple:
     "The step's slots over a stretch of steps: XP's blocks (r|z, r, z, n) and HH's (all, r|z, n)."
     return XP[..., :2 * H], XP[..., :H], XP[..., H:2 * H], XP[..., 2 * H:], HH, HH[..., :2 * H], HH[..., 2 * H:]
 
-def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool):
-    "Run the GRU kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and, when `keep`, `(XP, HH)`: (r, z, n) and W_hh h + b_hh per step."
+def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool, sizes:list=None):
+    "Run the GRU kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and, when `keep` or `sizes` (as for the LSTM), `(XP, HH)`: (r, z, n) and W_hh h + b_hh per step."
     (T, B, _), H = x.shape, h0.shape[-1]
     step = _gru_step(W_hh.t(), b_hh)
-    hs = x.new_empty(T + 1, B, H); hs[0] = h0
-    if keep:
+    hs = x.new_empty(T + 1, B, H) if sizes is None else x.new_zeros(T + 1, B, H)
+    hs[0] = h0
+    if keep or sizes is not None:
         XP, HH = _project_into(x.new_empty(T, B, 3 * H), x, W_ih, b_ih).view(T, B, 3 * H), x.new_empty(T, B, 3 * H)
-        _loop(step, (*_gru_blocks(XP, HH, H), hs[1:]), (h0,))
+        _loop(step if sizes is None else _on_alive(step, sizes), (*_gru_blocks(XP, HH, H), hs[1:]), (h0,))
         return hs, (XP, HH)
     n = min(T, _CHUNK)                                   # without gradients: blocks of n steps, one scratch
     XP, HH, carry = x.new_empty(n, B, 3 * H), x.new_empty(1, B, 3 * H).expand(n, B, 3 * H), (h0,)
@@ -397,31 +429,32 @@ def _gru_backward_step(W_hh:Tensor):
     return step
 
 class _GRUSequence(torch.autograd.Function):
-    "A whole GRU layer, input projection included, as one autograd node; `chunk` as for the LSTM."
+    "A whole GRU layer, input projection included, as one autograd node; `chunk` and `lengths` as for the LSTM."
     @staticmethod
-    def forward(ctx, x, W_ih, b_ih, h0, W_hh, b_hh, chunk=None):
-        H = h0.shape[-1]
+    def forward(ctx, x, W_ih, b_ih, h0, W_hh, b_hh, chunk=None, lengths=None):
+        H, ctx.sizes = h0.shape[-1], None if lengths is None else _alive(lengths, x.shape[0])
         if chunk is None:
-            hs, (XP, HH) = _gru_forward(x, W_ih, b_ih, h0, W_hh, b_hh, keep=True)
+            hs, (XP, HH) = _gru_forward(x, W_ih, b_ih, h0, W_hh, b_hh, keep=True, sizes=ctx.sizes)
             blocks = [(XP[..., :2 * H], XP[..., 2 * H:], HH[..., 2 * H:])]
         else: hs, blocks = _gru_forward_compiled(x, W_ih, b_ih, h0, W_hh, b_hh, chunk, keep=True)
         ctx.save_for_backward(x, W_ih, W_hh, hs, *(t for blk in blocks for t in blk))   # per step: r|z, n, W_hn h + b_hn
         ctx.chunk = chunk
-        return hs[1:], hs[-1].clone()
+        return hs[1:], hs[-1].clone() if lengths is None else hs[lengths, torch.arange(x.shape[1], device=x.device)]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dY, dh):
         x, W_ih, W_hh, hs, *saved = ctx.saved_tensors
-        need_x, need_W_ih, need_b_ih, _, need_W_hh, need_b_hh, _ = ctx.needs_input_grad
+        need_x, need_W_ih, need_b_ih, _, need_W_hh, need_b_hh, _, _ = ctx.needs_input_grad
         (T, B, I), (G, H) = x.shape, W_hh.shape
         dx = x.new_empty(x.shape) if need_x else None
         dWh = W_hh.new_zeros(G, H + 1) if need_W_hh or need_b_hh else None   # [δW_hh | δb_hh]
         dWi = W_hh.new_zeros(G, I + 1) if need_W_ih or need_b_ih else None   # [δW_ih | δb_ih]
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
         Zh, Zx = x.new_empty(n, B, H + 1), x.new_empty(n, B, I + 1)
-        Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh,)
+        Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh.clone(),)
         if ctx.chunk is None: dHH, dXP, step = x.new_empty(n, B, G), x.new_empty(n, B, G), _gru_backward_step(W_hh)
+        if ctx.sizes is not None: step = _on_alive(step, ctx.sizes, reverse=True)
         t1 = T
         for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
             for s1 in range(RZ.shape[0], 0, -n):                         # and within a block, n steps at a time
@@ -429,6 +462,7 @@ class _GRUSequence(torch.autograd.Function):
                 rz, n_t, hh_n = RZ[s0:s1], N[s0:s1], HHn[s0:s1]
                 if ctx.chunk is None:
                     dhh, dxp = dHH[:s1 - s0], dXP[:s1 - s0]
+                    if ctx.sizes is not None: dhh.zero_(); dxp.zero_()   # the rows past their end get no gradient
                     _, carry = _loop(step, (dY[t0:t1], rz, rz[..., :H], rz[..., H:], n_t, hh_n, hs[t0:t1],
                                             dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
                     dxp[..., :2 * H] = dhh[..., :2 * H]                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
@@ -438,28 +472,39 @@ class _GRUSequence(torch.autograd.Function):
                 if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                 t1 = t0
         return (dx, dWi[:, :I] if need_W_ih else None, dWi[:, -1] if need_b_ih else None, carry[0],
-                dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None, None)
+                dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None, None, None)
 
 # %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
-def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
-    "An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when `compiled`); returns `(output, (h, c))`."
+def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16, lengths:Tensor=None):
+    """An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when
+    `compiled`); returns `(output, (h, c))`, or None (declined) for `lengths` with `compiled`."""
     b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh   # both biases folded into the hoisted projection
     h0, c0 = state
+    if lengths is not None:                              # rows sorted by decreasing length: the kernel runs on the rows alive
+        if compiled: return None
+        order, inv = _by_length(lengths)
+        y, h, c = _LSTMSequence.apply(x[:, order], cell.weight_ih, b, h0[order], c0[order], cell.weight_hh, None, lengths[order])
+        return y[:, inv], (h[inv], c[inv])
     if _needs_grad(x, cell.weight_ih, b, h0, c0, cell.weight_hh):
-        y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk if compiled else None)
+        y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk if compiled else None, None)
         return y, (h, c)
     if compiled: hs, _, c = _lstm_forward_compiled(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk, keep=False)
     else: hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False)
     return hs[1:], (hs[-1], c.clone())
 
-def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16):
-    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when `compiled`); returns `(output, (h,))`."
+def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16, lengths:Tensor=None):
+    "A GRU layer over time-major `x` `(T, B, I)` with the sequence kernel, as `_lstm_sequence`; returns `(output, (h,))`."
     h0, = state
     b_hh = cell.bias_hh if cell.bias_hh is not None else cell.weight_hh.new_zeros(cell.weight_hh.shape[0])
+    if lengths is not None:
+        if compiled: return None
+        order, inv = _by_length(lengths)
+        y, h = _GRUSequence.apply(x[:, order], cell.weight_ih, cell.bias_ih, h0[order], cell.weight_hh, b_hh, None, lengths[order])
+        return y[:, inv], (h[inv],)
     if _needs_grad(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh):
-        y, h = _GRUSequence.apply(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, chunk if compiled else None)
+        y, h = _GRUSequence.apply(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, chunk if compiled else None, None)
         return y, (h,)
     if compiled: hs, _ = _gru_forward_compiled(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, chunk, keep=False)
     else: hs, _ = _gru_forward(x, cell.weight_ih, cell.bias_ih, h0, cell.weight_hh, b_hh, keep=False)

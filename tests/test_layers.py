@@ -21,6 +21,14 @@ def pair(name, L=1, bf=True, dtype=torch.float32, device='cpu', **kw):
     ref = theirs(3, 7, L, batch_first=bf, dtype=dtype, device=device, **extra)
     return ours.from_torch(ref, **kw), ref
 
+def graph_has(t, name, depth=4):
+    "Whether a node of `t`'s autograd graph, at most `depth` steps back, has `name` in its type name."
+    nodes = [t.grad_fn]
+    for _ in range(depth):
+        if any(name in type(n).__name__ for n in nodes): return True
+        nodes = [f for n in nodes for f, _ in n.next_functions if f is not None]
+    return False
+
 def grads(m, x, w, state=None):
     y, s = m(x, state)
     if isinstance(y, PackedSequence): y = pad_packed_sequence(y, batch_first=m.batch_first)[0]
@@ -123,6 +131,33 @@ def test_kernel_with_frozen_weights_or_input(name):
     for p in list(m.parameters()) + list(ref.parameters()): p.requires_grad_(True)
     g, g_ref = torch.autograd.grad(m(x)[0].sum(), list(m.parameters())), torch.autograd.grad(ref(x)[0].sum(), list(ref.parameters()))
     for a, b in zip(g, g_ref): close(a, b, 2e-5)
+
+@pytest.mark.parametrize('name', ['lstm', 'gru'])
+@pytest.mark.parametrize('T', [7, 2 * layers._CHUNK + 5])
+def test_kernel_with_lengths(name, T):
+    "With `lengths`, the kernels run on the rows still alive (sorted by length): values, final states and gradients as torch.nn's packed layers."
+    m, ref = pair(name, 2)
+    lengths = torch.tensor([T - 2, 1, T - 2, 3, T // 2])            # unsorted, with ties; the longest ends before T
+    x = torch.randn(5, T, 3, requires_grad=True)
+    s0 = tuple(torch.randn(2, 5, 7, requires_grad=True) for _ in as_tuple(ref(x)[1]))
+    s0 = s0 if len(s0) > 1 else s0[0]
+    y, s = m(x, s0, lengths=lengths)
+    assert graph_has(y, 'Sequence')                                 # the kernel, not the generic loop
+    p = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    y_ref, s_ref = ref(p, s0)
+    y_ref = pad_packed_sequence(y_ref, batch_first=True, total_length=T)[0]
+    close(y, y_ref)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b)
+    w = torch.randn_like(y)
+    loss = lambda y, s: (y * w).sum() + sum((t * t).sum() for t in as_tuple(s))
+    inputs = [x, *as_tuple(s0), *m.parameters()]
+    g = torch.autograd.grad(loss(y, s), inputs)
+    g_ref = torch.autograd.grad(loss(y_ref, s_ref), [x, *as_tuple(s0), *ref.parameters()])
+    for a, b in zip(g, g_ref): close(a, b, 2e-5)
+    with torch.no_grad():
+        y2, s2 = m(x, s0, lengths=lengths)
+    close(y2, y_ref)
+    for a, b in zip(as_tuple(s2), as_tuple(s_ref)): close(a, b)
 
 
 def test_sequence_kernel_is_used():
