@@ -10,6 +10,7 @@ import argparse, datetime, json, os, platform, statistics, sys, time
 from pathlib import Path
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 # %% ../nbs/30_benchmarks.ipynb #da69f98f
 BENCHMARKS = {}
@@ -65,20 +66,27 @@ def run_benchmark(name:str, out_dir='results/bench', quick:bool=False, threads:i
     res.update(benchmark=name, quick=quick, torch=torch.__version__, python=platform.python_version(), threads=used_threads,
                flush_denormal=flush, device=device_name(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                wall_s=round(time.perf_counter() - t0, 1))
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    (out / f'{name}.json').write_text(json.dumps(res, indent=1) + '\n')
+    out = Path(out_dir); (out / 'history').mkdir(parents=True, exist_ok=True)
+    text = json.dumps(res, indent=1) + '\n'
+    (out / f'{name}.json').write_text(text)                              # the latest run, which the chapters read
+    stamp = res['date'].replace(':', '').replace('+0000', 'Z')
+    (out / 'history' / f'{name}-{stamp}.json').write_text(text)          # every run kept: the spread between runs is the noise
     return res
 
 # %% ../nbs/30_benchmarks.ipynb #9b13f045
-def _layer_calls(m, x, train:bool):
-    "A call of `m` on `x`: forward + backward when `train`, else a forward under `torch.no_grad()`."
+def _layer_calls(m, x, train:bool, lengths=None):
+    """A call of `m` on `x` (batch first): forward + backward when `train`, else a forward under `torch.no_grad()`.
+    With `lengths`, a `torch.nn` layer gets a PackedSequence, packed in the call as a user does; ours get `lengths`."""
     params = list(m.parameters())
+    def run():
+        if lengths is None: return m(x)[0]
+        if isinstance(m, nn.RNNBase): return m(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))[0].data
+        return m(x, lengths=lengths)[0]
     def train_step():
         for p in params: p.grad = None
-        y, _ = m(x)
-        y.sum().backward()
+        run().sum().backward()
     def infer():
-        with torch.no_grad(): m(x)
+        with torch.no_grad(): run()
     return train_step if train else infer
 
 @register_benchmark('layers')
@@ -94,8 +102,11 @@ def bench_layers(quick:bool=False) -> dict:
         models = {'torch.nn': ref, 'eager': cls.from_torch(ref), 'compiled': cls.from_torch(ref, compiled=True)}
         for T in Ts:
             x = torch.randn(B, T, I)
-            for mode in ('train', 'inference'):
-                fns = {k: _layer_calls(models[k], x, mode == 'train') for k in impls}
+            lengths = torch.randint(T // 2, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+            for mode in ('train', 'inference') + (('train, lengths',) if T < 500 else ()):   # (torch.nn's packed LSTM took 76 s at T=784)
+                with_lengths = mode.endswith('lengths')      # compiled layers run variable lengths through the generic loop: not timed
+                fns = {k: _layer_calls(models[k], x, mode.startswith('train'), lengths if with_lengths else None)
+                       for k in impls if not (with_lengths and k == 'compiled')}
                 if 'compiled' in fns:                            # the first call compiles (once per cell and mode)
                     t0 = time.perf_counter(); fns['compiled'](); compile_s.setdefault(f'{cell}/{mode}', round(time.perf_counter() - t0, 2))
                 ts = time_together(fns, repeats=repeats if T < 500 else repeats_long, stat=None)
@@ -104,7 +115,8 @@ def bench_layers(quick:bool=False) -> dict:
                               min_seconds=best[k], ratio_of_min=best[k] / best['torch.nn']) for k, s in secs.items()]
                 if not quick: print(f"layers: {cell} T={T} {mode}: " + ', '.join(f"{k} {s:.4f}s" for k, s in secs.items()), file=sys.stderr, flush=True)
     return dict(rows=rows, compile_s=compile_s,
-                settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=repeats_long, chunk=16, impls=list(impls)),
+                settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=repeats_long, chunk=16, impls=list(impls),
+                              lengths='train, lengths (T=50 only): lengths uniform in [T/2, T] (seed 0); torch.nn on a PackedSequence packed in the call'),
                 note='ratio: of medians over the rounds; ratio_of_min: of the fastest rounds (load on a shared machine only adds time)')
 
 # %% ../nbs/30_benchmarks.ipynb #998ed1cf

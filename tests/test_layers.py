@@ -330,6 +330,8 @@ def test_benchmark_quick(tmp_path):
     assert {'rows', 'settings', 'torch', 'threads', 'device', 'date', 'compile_s'} <= set(saved)
     assert {'cell', 'T', 'mode', 'impl', 'seconds', 'ratio'} <= set(saved['rows'][0])
     assert {r['cell'] for r in saved['rows']} == {'lstm', 'gru'} and saved['threads'] == 2 and res['quick']
+    kept = list((tmp_path / 'history').glob('layers-*.json'))                  # every run is also kept
+    assert len(kept) == 1 and json.loads(kept[0].read_text()) == saved
 
 
 @cuda
