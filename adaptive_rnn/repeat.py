@@ -62,8 +62,9 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
     x, lengths, unbatched = self._prepare(x, lengths)
     (T, B, I), rho = x.shape, self.repeats
     s = self._split_state(state, B)[0]
-    kernel = getattr(layers, '_SEQUENCE_KERNELS', {}).get(type(self.cell)) if lengths is None else None
-    if kernel is not None: ys, s = kernel(self.cell, repeat_inputs(x, rho, batch_first=False), s)   # the plain layer's own kernel
+    kernel = getattr(layers, '_SEQUENCE_KERNELS', {}).get(type(self.cell))
+    if kernel is not None:                                                                 # the plain layer's own kernel
+        ys, s = kernel(self.cell, repeat_inputs(x, rho, batch_first=False), s, lengths=None if lengths is None else lengths * rho)
     else:
         flag = torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 1, 2, 1).expand(T, B, 2, 1)
         xp = self.cell.project(torch.cat([flag, x.unsqueeze(2).expand(T, B, 2, I)], -1))   # (T, B, 2, G): flag 1, flag 0
