@@ -95,7 +95,7 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     T, B, I = x.shape
     flag = torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 1, 2, 1).expand(T, B, 2, 1)
     xp = self.cell.project(torch.cat([flag, x.unsqueeze(2).expand(T, B, 2, I)], -1))   # x_t^n = (δ_{1,n}, x_t): (T, B, 2, G)
-    s = self._split_state(state, B)[0]
+    s = self._split_state(state, B, unbatched)[0]
     if lengths is None: (y, rho, N), s = unroll(self._ponder, xp, s)
     else:
         ended = torch.arange(T, device=x.device).unsqueeze(1) >= lengths  # (T, B)

@@ -110,15 +110,17 @@ class Recurrent(nn.Module):
         return [tuple(s.expand(batch_size, -1) for s in layer) for layer in self.init_states]
 
 # %% ../nbs/02_layers.ipynb #85c40dc2
-def _split_state(self:Recurrent, state, batch_size:int) -> list:
-    "The user's `state` (`h` or `(h, c)`, each `(num_layers, B, H)`) as a list of per-layer tuples."
+def _split_state(self:Recurrent, state, batch_size:int, unbatched:bool=False) -> list:
+    "The user's `state` (`h` or `(h, c)`, each `(num_layers, B, H)`, or `(num_layers, H)` for a single sequence) as per-layer tuples."
     if state is None: return self.initial_state(batch_size)
     n = self.cells[0].n_states
     parts = (state,) if isinstance(state, Tensor) else tuple(state)
     if len(parts) != n: raise ValueError(f"`state` must be {'a tensor' if n == 1 else f'a tuple of {n} tensors'}, got {len(parts)}")
+    if unbatched: parts = tuple(s.unsqueeze(1) if isinstance(s, Tensor) and s.dim() == 2 else s for s in parts)   # as torch.nn
     for i, s in enumerate(parts):
         if not isinstance(s, Tensor) or s.dim() != 3 or tuple(s.shape) != (self.num_layers, batch_size, self.hidden_size):
-            raise ValueError(f"`state{f'[{i}]' if n > 1 else ''}` must have shape {(self.num_layers, batch_size, self.hidden_size)}, "
+            want = (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, batch_size, self.hidden_size)
+            raise ValueError(f"`state{f'[{i}]' if n > 1 else ''}` must have shape {want}, "
                              f"got {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
     return [c.as_state(tuple(p[l] for p in parts), (batch_size,)) for l, c in enumerate(self.cells)]
 
@@ -139,8 +141,6 @@ def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
     T, B = x.shape[:2]
     if T == 0: raise ValueError("`input` has an empty time dimension (0 steps)")
     if B == 0: raise ValueError("`input` has an empty batch (0 sequences)")
-    if (self.check_finite if check_finite is None else check_finite) and not bool(torch.isfinite(x).all()):
-        raise ValueError("`input` contains NaN or infinite values (check_finite=True)")
     if lengths is not None:
         if not isinstance(lengths, (Tensor, list, tuple)): raise TypeError(f"`lengths` must be a tensor or a list of ints, got {type(lengths).__name__}")
         lengths = torch.as_tensor(lengths, device=x.device)
@@ -149,6 +149,10 @@ def _prepare(self:Recurrent, x:Tensor, lengths=None, check_finite:bool=None):
         if lengths.dim() != 1 or len(lengths) != B: raise ValueError(f"`lengths` must have shape ({B},), got {tuple(lengths.shape)}")
         if (lengths < 1).any() or (lengths > T).any(): raise ValueError(f"`lengths` must be in [1, {T}], got {lengths.tolist()}")
         lengths = None if bool((lengths == T).all()) else lengths.long()
+        if lengths is not None:                          # the padding is never read: zeroed, so that a NaN there reaches nothing
+            x = x.masked_fill((torch.arange(T, device=x.device).unsqueeze(1) >= lengths).unsqueeze(-1), 0)
+    if (self.check_finite if check_finite is None else check_finite) and not bool(torch.isfinite(x).all()):
+        raise ValueError("`input` contains NaN or infinite values (check_finite=True)")
     return x, lengths, unbatched
 
 Recurrent._prepare = _prepare
@@ -187,7 +191,7 @@ def _forward(self:Recurrent, x, state=None, lengths=None, *, check_finite:bool=N
         x, lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
         packed_lengths = lengths
     x, lengths, unbatched = self._prepare(x, lengths, check_finite)
-    states, finals = self._split_state(state, x.shape[1]), []
+    states, finals = self._split_state(state, x.shape[1], unbatched), []
     for l, s in enumerate(states):
         if l > 0 and self.dropout and self.training: x = F.dropout(x, self.dropout, True)
         x, s = self._layer(l, x, s, lengths)

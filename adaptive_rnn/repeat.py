@@ -61,7 +61,7 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `RepeatOutput`."
     x, lengths, unbatched = self._prepare(x, lengths)
     (T, B, I), rho = x.shape, self.repeats
-    s = self._split_state(state, B)[0]
+    s = self._split_state(state, B, unbatched)[0]
     kernel = getattr(layers, '_SEQUENCE_KERNELS', {}).get(type(self.cell))
     if kernel is not None:                                                                 # the plain layer's own kernel
         ys, s = kernel(self.cell, repeat_inputs(x, rho, batch_first=False), s, lengths=None if lengths is None else lengths * rho)

@@ -125,7 +125,7 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
     "`x` `(B, T, I)` (or `(T, B, I)`) → `SkipOutput`; `u_tilde` is ũ_1 (default 1), `sparse` picks the path."
     x, lengths, unbatched = self._prepare(x, lengths)
     T, B = x.shape[:2]
-    states = self._split_state(state, B)
+    states = self._split_state(state, B, unbatched)
     ut = self._initial_u_tilde(u_tilde, B, x)
     need_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())
                                              or any(s.requires_grad for st in states for s in st))

@@ -368,3 +368,35 @@ def test_benchmark_threads(tmp_path, monkeypatch):
     assert bench.BENCHMARKS['act'].threads == 1 and bench.BENCHMARKS['layers'].threads == 2
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match='threads'): bench.register_benchmark('_bad', threads=bad)
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_nan_in_padding_reaches_nothing(name):
+    "The padding past each row's length is never read: NaN there leaves outputs, states and every gradient finite, as torch.nn's packed layers."
+    m, ref = pair(name, 2)
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 3, 1])
+    x[1, 3:], x[2, 1:] = float('nan'), float('inf')
+    xg = x.clone().requires_grad_()
+    y, s = m(xg, lengths=lengths)
+    y_ref, s_ref = ref(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    close(y, pad_packed_sequence(y_ref, batch_first=True, total_length=6)[0])
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): close(a, b)
+    g = torch.autograd.grad(y.sum() + sum(t.sum() for t in as_tuple(s)), [xg, *m.parameters()])
+    assert all(t.isfinite().all() for t in g) and (g[0][1, 3:] == 0).all()
+    with torch.no_grad(): m(x, lengths=lengths, check_finite=True)                    # padding is not input
+    x[0, 2, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'): m(x, lengths=lengths, check_finite=True)
+
+
+@pytest.mark.parametrize('name', list(PAIRS))
+def test_unbatched_state_as_torch_nn(name):
+    "A single sequence `(T, I)` takes and returns the state as torch.nn does: `(num_layers, H)`."
+    m, ref = pair(name, 2)
+    x = torch.randn(7, 3)
+    s0 = tuple(torch.randn(2, 7) for _ in as_tuple(ref(x)[1]))
+    s0 = s0 if len(s0) > 1 else s0[0]
+    (y, s), (y_ref, s_ref) = m(x, s0), ref(x, s0)
+    close(y, y_ref)
+    for a, b in zip(as_tuple(s), as_tuple(s_ref)): assert a.shape == b.shape; close(a, b)
+    bad = tuple(torch.randn(2, 8) for _ in as_tuple(s0))
+    with pytest.raises(ValueError, match=r'\(2, 7\)'): m(x, bad if len(bad) > 1 else bad[0])
