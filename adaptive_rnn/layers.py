@@ -87,6 +87,7 @@ class Recurrent(nn.Module):
     "A stack of `num_layers` cells of type `cell_type` with `torch.nn.LSTM`'s constructor and layout."
     cell_type = RecurrentCell
     check_finite, compiled, chunk = False, False, 16   # defaults (also for subclasses that build their cells themselves)
+    use_kernels = True   # False: never the sequence kernels of the speed section (e.g. for second-order gradients)
     def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=True,
                  dropout:float=0.0, learn_init:bool=False, device=None, dtype=None, check_finite:bool=False,
                  compiled:bool=False, **cell_kwargs):
@@ -178,7 +179,7 @@ _SEQUENCE_KERNELS = {}   # cell type -> a whole-layer kernel; filled in the sect
 def _layer(self:Recurrent, l:int, x:Tensor, s:tuple, lengths=None):
     "Layer `l` over the time-major `x` `(T, B, I)` from state `s`: the sequence kernel when one applies, else `unroll`."
     cell = self.cells[l]
-    kernel = _SEQUENCE_KERNELS.get(type(cell))
+    kernel = _SEQUENCE_KERNELS.get(type(cell)) if self.use_kernels else None
     out = None if kernel is None else kernel(cell, x, s, compiled=self.compiled, chunk=self.chunk, lengths=lengths)   # None: declined
     if out is not None: return out
     return unroll(self._step_fn(l), cell.project(x), s, lengths, compiled=self.compiled, chunk=self.chunk)

@@ -400,3 +400,16 @@ def test_unbatched_state_as_torch_nn(name):
     for a, b in zip(as_tuple(s), as_tuple(s_ref)): assert a.shape == b.shape; close(a, b)
     bad = tuple(torch.randn(2, 8) for _ in as_tuple(s0))
     with pytest.raises(ValueError, match=r'\(2, 7\)'): m(x, bad if len(bad) > 1 else bad[0])
+
+
+@pytest.mark.parametrize('name', ['lstm', 'gru'])
+def test_second_order_gradients_without_kernels(name):
+    "The kernels are first-order only (differentiating twice is an error); `use_kernels = False` gives torch.nn's second-order gradients."
+    m, ref = pair(name)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    def second(model):
+        g, = torch.autograd.grad(model(x)[0].pow(2).sum(), x, create_graph=True)
+        return torch.autograd.grad(g.pow(2).sum(), [x, *model.parameters()])
+    with pytest.raises(RuntimeError): torch.autograd.grad(m(x)[0].pow(2).sum(), x, create_graph=True)[0].pow(2).sum().backward()
+    m.use_kernels = False
+    for a, b in zip(second(m), second(ref)): close(a, b, 1e-4)
