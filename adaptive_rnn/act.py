@@ -102,10 +102,9 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
         (y, rho, N), s = unroll(lambda inp, s: self._ponder(inp[0], s, inp[1]), (xp, ended), s, lengths)
     rho, N = rho.transpose(0, 1), N.transpose(0, 1)                      # (B, T) always, as the Skip RNN's `updates`
     if self.batch_first: y = y.transpose(0, 1)
-    state = self._join_state([s])
+    state = self._join_state([s], unbatched)
     if unbatched:
         y, rho, N = y.squeeze(0 if self.batch_first else 1), rho[0], N[0]
-        state = state[:, 0] if isinstance(state, Tensor) else tuple(t[:, 0] for t in state)
     return ACTOutput(y, state, rho, N)
 
 ACT.forward = _forward

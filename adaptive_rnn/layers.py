@@ -125,9 +125,9 @@ def _split_state(self:Recurrent, state, batch_size:int, unbatched:bool=False) ->
                              f"got {tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__}")
     return [c.as_state(tuple(p[l] for p in parts), (batch_size,)) for l, c in enumerate(self.cells)]
 
-def _join_state(self:Recurrent, states:list):
-    "Per-layer tuples back to `torch.nn`'s `h` or `(h, c)`."
-    joined = tuple(torch.stack(s) for s in zip(*states))
+def _join_state(self:Recurrent, states:list, unbatched:bool=False):
+    "Per-layer tuples back to `torch.nn`'s `h` or `(h, c)`: `(num_layers, B, H)`, or `(num_layers, H)` for a single sequence."
+    joined = tuple(torch.stack(s)[:, 0] if unbatched else torch.stack(s) for s in zip(*states))
     return joined[0] if len(joined) == 1 else joined
 
 Recurrent._split_state, Recurrent._join_state = _split_state, _join_state
@@ -197,10 +197,10 @@ def _forward(self:Recurrent, x, state=None, lengths=None, *, check_finite:bool=N
         if l > 0 and self.dropout and self.training: x = F.dropout(x, self.dropout, True)
         x, s = self._layer(l, x, s, lengths)
         finals.append(s)
-    state = self._join_state(finals)
+    state = self._join_state(finals, unbatched)
     if packed is not None: return _repack(x, packed_lengths, packed), state
     if self.batch_first: x = x.transpose(0, 1)
-    if unbatched: x, state = x.squeeze(0 if self.batch_first else 1), (state[:, 0] if isinstance(state, Tensor) else tuple(s[:, 0] for s in state))
+    if unbatched: x = x.squeeze(0 if self.batch_first else 1)
     return x, state
 
 def _repack(y:Tensor, lengths:Tensor, like:PackedSequence) -> PackedSequence:

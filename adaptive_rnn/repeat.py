@@ -76,10 +76,9 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
     ponder = x.new_full((B, T), float(rho)) if lengths is None else \
         rho * (torch.arange(T, device=x.device) < lengths.unsqueeze(1)).to(x.dtype)
     if self.batch_first: y = y.transpose(0, 1)
-    state = self._join_state([s])
+    state = self._join_state([s], unbatched)
     if unbatched:
         y, ponder = y.squeeze(0 if self.batch_first else 1), ponder[0]
-        state = state[:, 0] if isinstance(state, Tensor) else tuple(t[:, 0] for t in state)
     return RepeatOutput(y, state, ponder, ponder.long())
 
 RepeatRNN.forward = _forward

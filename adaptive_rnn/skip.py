@@ -136,11 +136,10 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
         (out, us, uts), carry = unroll(self._skip_step(), xp if r is None else (xp, r), (*(s for st in states for s in st), ut), lengths)
         n = self.cells[0].n_states
         finals, ut = [tuple(carry[l * n:(l + 1) * n]) for l in range(self.num_layers)], carry[-1]
-    state, us, uts, ut = self._join_state(finals), us.transpose(0, 1), uts.transpose(0, 1), ut[:, 0]
+    state, us, uts, ut = self._join_state(finals, unbatched), us.transpose(0, 1), uts.transpose(0, 1), ut[:, 0]
     if self.batch_first: out = out.transpose(0, 1)
     if unbatched:
         out, us, uts, ut = out.squeeze(0 if self.batch_first else 1), us[0], uts[0], ut[0]
-        state = state[:, 0] if isinstance(state, Tensor) else tuple(s[:, 0] for s in state)
     return SkipOutput(out, state, us, uts, ut)
 
 SkipRNN._pick_sparse, SkipRNN.forward = _pick_sparse, _forward
