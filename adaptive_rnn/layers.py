@@ -377,7 +377,7 @@ class _LSTMSequence(torch.autograd.Function):
                     d = dG[:s1 - s0]
                     if ctx.sizes is not None: d.zero_()                   # the rows past their end get no gradient
                     _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
-                else: d, carry = _compiled_block(partial(_lstm_fused_back, W_hh), slots, carry, reverse=True)
+                else: d, carry = _compiled_chunk(partial(_lstm_fused_back, W_hh), slots, carry, None, True)
                 if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
                 if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                 t1 = t0
@@ -471,7 +471,7 @@ class _GRUSequence(torch.autograd.Function):
                     _, carry = _loop(step, (dY[t0:t1], rz, rz[..., :H], rz[..., H:], n_t, hh_n, hs[t0:t1],
                                             dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
                     dxp[..., :2 * H] = dhh[..., :2 * H]                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
-                else: (dhh, dxp), carry = _compiled_block(partial(_gru_fused_back, W_hh), (dY[t0:t1], rz, n_t, hh_n, hs[t0:t1]), carry, reverse=True)
+                else: (dhh, dxp), carry = _compiled_chunk(partial(_gru_fused_back, W_hh), (dY[t0:t1], rz, n_t, hh_n, hs[t0:t1]), carry, None, True)
                 if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
                 if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
                 if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
@@ -518,10 +518,6 @@ def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chun
 _SEQUENCE_KERNELS.update({LSTMCell: _lstm_sequence, GRUCell: _gru_sequence})
 
 # %% ../nbs/02_layers.ipynb #954f8ca5
-def _compiled_block(step, xs, carry:tuple, reverse:bool=False):
-    "A block of steps through the compiled `_loop`: one graph for the blocks of `chunk` steps, one for the shorter tail."
-    return _compiled_chunk(step, xs if isinstance(xs, tuple) else (xs,), tuple(carry), None, reverse)
-
 def _forward_compiled(step, x:Tensor, W_ih:Tensor, b:Tensor, carry:tuple, G:int, chunk:int, keep:bool):
     """A kernel's forward in compiled blocks of `chunk` steps: the projection of each block into one buffer, then
     `step` (whose last output is h_t); returns `hs` `(T+1, B, H)`, the blocks' other outputs (when `keep`) and the carry."""
@@ -530,7 +526,7 @@ def _forward_compiled(step, x:Tensor, W_ih:Tensor, b:Tensor, carry:tuple, G:int,
     hs[0] = carry[0]
     for t0 in range(0, T, chunk):
         k = min(chunk, T - t0)
-        y, carry = _compiled_block(step, _project_into(xp[:k], x[t0:t0 + k], W_ih, b).view(k, B, G), carry)
+        y, carry = _compiled_chunk(step, (_project_into(xp[:k], x[t0:t0 + k], W_ih, b).view(k, B, G),), carry, None, False)   # (the tail: a second graph)
         if keep: blocks.append(y[:-1]); y = y[-1]
         hs[t0 + 1:t0 + k + 1] = y
     return hs, blocks, carry
