@@ -7,23 +7,23 @@ __all__ = ['halting_probs', 'ACTOutput', 'ACT', 'ponder_cost']
 
 # %% ../nbs/05_act.ipynb #c3659d11
 import math
+from functools import partial
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
-from .cells import RecurrentCell, check_int, check_number
-from .layers import unroll, Recurrent
+import torch.nn.functional as F
+from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number
+from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
 
 # %% ../nbs/05_act.ipynb #115bd0e0
 def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
     "From halting units `h` `(K, B)` of K ponder steps: probabilities `p` `(K, B)`, `N` `(B,)` (long) and `R` `(B,)`."
-    K = h.shape[0]
-    total = torch.cumsum(h.detach(), 0)                                  # Σ_{k≤n} h_t^k
-    N = ((total < 1 - epsilon).sum(0) + 1).clamp(max=K)                  # N(t) = min(M, min{n: Σ ≥ 1-ε})
-    n = torch.arange(1, K + 1, device=h.device).unsqueeze(1)
-    before = (n < N).to(h.dtype)                                         # n < N(t)
-    R = 1 - (h * before).sum(0)                                          # R(t) = 1 - Σ_{n<N} h_t^n
-    p = h * before + R * (n == N).to(h.dtype)                            # p_t^n = h_t^n (n<N), R(t) (n=N), 0 after
-    return p, N, R
+    before = torch.cumsum(h.detach(), 0) < 1 - epsilon                   # n < N(t): the running sum is still below 1-ε ...
+    before[-1] = False                                                   # ... and n < K (the cap)
+    N = before.sum(0) + 1                                                # N(t) = min(K, min{n: Σ_{k≤n} h ≥ 1-ε})
+    p = h * before                                                       # p_t^n = h_t^n for n < N(t), 0 after
+    R = 1 - p.sum(0)                                                     # R(t) = 1 - Σ_{n<N} h_t^n
+    return p.scatter(0, (N - 1).unsqueeze(0), R.unsqueeze(0)), N, R      # p_t^N = R(t)
 
 # %% ../nbs/05_act.ipynb #a08d4fc5
 class ACTOutput(NamedTuple):
@@ -61,27 +61,43 @@ class ACT(Recurrent):
     @property
     def cell(self) -> RecurrentCell: return self.cells[0]
 
+    def _kernel(self, x:Tensor, s:tuple, ended:Tensor=None):
+        "The whole-sequence kernel of the section on speed: `(y, ρ, N, last state)`, or None to run the ponder loop under autograd."
+        return None
+
+# %% ../nbs/05_act.ipynb #8a6d6267
+def _ponder_steps(step, halt, xp1:Tensor, xp0:Tensor, state:tuple, max_ponder:int, epsilon:float, check_every:int, halted:Tensor=None):
+    """The ponder loop of one input step: `step(xp, state) -> (kept, state)`, `halt(state) -> h` `(B,)`; stops after
+    `max_ponder` steps or when every row has halted (rows `halted` count as such). Returns the lists of `kept`, states and h's."""
+    kept, states, hs = [], [], []
+    total = 0 if halted is None else halted.to(xp1.dtype)               # Σ_{k≤n} h_t^k, 1 for rows past their end
+    for n in range(1, max_ponder + 1):
+        k, state = step(xp1 if n == 1 else xp0, state)                   # s_t^n
+        h = halt(state)                                                  # h_t^n
+        kept.append(k); states.append(state); hs.append(h)
+        total = total + h.detach()
+        if n == max_ponder: break
+        if n % check_every == 0 and total.min().item() >= 1 - epsilon: break   # every row has halted
+    return kept, states, hs
+
+def _mean_field(p:Tensor, states:list) -> tuple:
+    "s_t = Σ_n p_t^n s_t^n for each tensor of the state: one multiply-add per ponder step."
+    out = [s * p[0].unsqueeze(-1) for s in states[0]]
+    for n in range(1, len(states)):
+        for o, s in zip(out, states[n]): o.addcmul_(s, p[n].unsqueeze(-1))
+    return tuple(out)
+
 # %% ../nbs/05_act.ipynb #ade678e8
-def _ponder(self:ACT, xp:Tensor, state:tuple, halted:Tensor=None):
-    "Ponder one input step: `xp` `(B, 2, G)` projections with flag 1 and 0; returns `((s_t[0], ρ_t, N), s_t)`."
-    xp1, xp0 = xp.unbind(1)
+def _ponder(self:ACT, xp:tuple, state:tuple):
+    "Ponder one input step: `xp` = (projection with the flag at 1, at 0[, rows past their end]); returns `((s_t[0], ρ_t, N), s_t)`."
     W_h, b_h = self.halting_unit.weight.view(-1), self.halting_unit.bias
-    hs, states, total = [], [], 0
-    for n in range(1, self.max_ponder + 1):
-        state = self.cell.step(xp1 if n == 1 else xp0, state)             # s_t^n
-        h = torch.sigmoid(torch.addmv(b_h, state[0], W_h))                # h_t^n = σ(W_h s_t^n + b_h), (B,)
-        hs.append(h); states.append(state)
-        total = total + h.detach()                                        # Σ_{k≤n} h_t^k
-        if n == self.max_ponder: break
-        if n % self.check_every == 0:
-            done = total >= 1 - self.epsilon
-            if bool((done if halted is None else done | halted).all()): break   # every row has halted
+    _, states, hs = _ponder_steps(lambda x, s: ((), self.cell.step(x, s)), lambda s: torch.sigmoid(torch.addmv(b_h, s[0], W_h)),
+                                  xp[0], xp[1], state, self.max_ponder, self.epsilon, self.check_every, xp[2] if len(xp) > 2 else None)
     if len(hs) == 1:                                                      # every row halted at once: N = 1, R = 1, p = 1
         ones = hs[0].new_ones(hs[0].shape)
-        return (state[0], ones + 1, ones.long()), state
+        return (states[0][0], ones + 1, ones.long()), states[0]
     p, N, R = halting_probs(torch.stack(hs), self.epsilon)
-    p = p.unsqueeze(-1)
-    s = tuple((p * torch.stack(part)).sum(0) for part in zip(*states))   # s_t = Σ_n p_t^n s_t^n
+    s = _mean_field(p, states)                                            # s_t = Σ_n p_t^n s_t^n
     return (s[0], N + R, N), s
 
 ACT._ponder = _ponder
@@ -93,13 +109,15 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
         raise ValueError(f"`input` has {x.shape[-1]} features = `cell.input_size`: pass the data without the flag ({self.input_size} features), ACT adds it")
     x, lengths, unbatched = self._prepare(x, lengths)
     T, B, I = x.shape
-    flag = torch.tensor([1.0, 0.0], dtype=x.dtype, device=x.device).view(1, 1, 2, 1).expand(T, B, 2, 1)
-    xp = self.cell.project(torch.cat([flag, x.unsqueeze(2).expand(T, B, 2, I)], -1))   # x_t^n = (δ_{1,n}, x_t): (T, B, 2, G)
     s = self._split_state(state, B, unbatched)[0]
-    if lengths is None: (y, rho, N), s = unroll(self._ponder, xp, s)
+    ended = None if lengths is None else torch.arange(T, device=x.device).unsqueeze(1) >= lengths   # (T, B)
+    out = self._kernel(x, s, ended)
+    if out is not None: y, rho, N, s = out
     else:
-        ended = torch.arange(T, device=x.device).unsqueeze(1) >= lengths  # (T, B)
-        (y, rho, N), s = unroll(lambda inp, s: self._ponder(inp[0], s, inp[1]), (xp, ended), s, lengths)
+        W = self.cell.weight_ih
+        xp0 = F.linear(x, W[:, 1:], self.cell.bias_ih)                  # x_t^n = (δ_{1,n}, x_t): the flag is column 0
+        xs = (xp0 + W[:, 0], xp0) + (() if ended is None else (ended,))
+        (y, rho, N), s = unroll(self._ponder, xs, s, lengths)
     rho, N = rho.transpose(0, 1), N.transpose(0, 1)                      # (B, T) always, as the Skip RNN's `updates`
     if self.batch_first: y = y.transpose(0, 1)
     state = self._join_state([s], unbatched)
@@ -116,3 +134,158 @@ def ponder_cost(ponder:Tensor, tau:float) -> Tensor:
         raise TypeError(f"`ponder` must be a floating tensor (B, T) or (T,), got {ponder.dtype if isinstance(ponder, Tensor) else type(ponder).__name__}"
                         + (f" with shape {tuple(ponder.shape)}" if isinstance(ponder, Tensor) else ''))
     return check_number(tau, 'tau') * ponder.sum(-1).mean()
+
+# %% ../nbs/05_act.ipynb #a4df0c3b
+class _PonderOps:
+    "A cell's ponder step and its backward, without autograd, for the ACT kernel; `fold`: b_hh joins the input projection."
+    fold = True
+    def __init__(self, cell, W_ih:Tensor, b_ih:Tensor, W_hh:Tensor, b_hh:Tensor):
+        self.cell, self.W_ih, self.b_ih, self.W_hh, self.b_hh = cell, W_ih, b_ih, W_hh, b_hh
+        self.Wx, self.bx = self.W_ih, (self.b_ih + self.b_hh if self.fold and self.b_ih is not None else self.b_ih)
+
+    def project(self, x:Tensor) -> tuple:
+        "x_t^n = (δ_{1,n}, x_t): `(W_x x_t + b, the same + W_x[:, 0])` for the reads without and with the flag, (T, B, G) each."
+        W = self.Wx[:, 1:].t()
+        xp0 = (torch.mm(x.flatten(0, 1), W) if self.bx is None else torch.addmm(self.bx, x.flatten(0, 1), W)).view(*x.shape[:2], -1)
+        return xp0 + self.Wx[:, 0], xp0
+
+class _RNNPonder(_PonderOps):
+    def __init__(self, cell, *weights):
+        super().__init__(cell, *weights)
+        self.relu, self.Wt = cell.nonlinearity == 'relu', self.W_hh.t()
+    def step(self, xp_t, carry):
+        a = torch.addmm(xp_t, carry[0], self.Wt)
+        y = a.relu_() if self.relu else a.mul_(2).sigmoid_().mul_(2).sub_(1)      # tanh = 2σ(2·) - 1
+        return y, (y,)
+    def back(self, dy, y, h_prev, carry):
+        "`dy`: δ of the new state's h from the halting and the mean-field, `carry`: from the next ponder step (None for the last)."
+        d = dy if carry[0] is None else dy.add_(carry[0])
+        if self.relu: d.mul_(y > 0)
+        else: d.addcmul_(d * y, y, value=-1)                                    # δa = δh (1 - h²)
+        return d, d, (torch.mm(d, self.W_hh),)
+
+class _LSTMPonder(_PonderOps):
+    "Chapter 02's in-place LSTM step and BPTT step, one ponder step at a time."
+    def __init__(self, cell, *weights):
+        super().__init__(cell, *weights)
+        H = self.H = cell.hidden_size
+        self.Wx, self.bx = _double_g(self.Wx, H, 0), (None if self.bx is None else _double_g(self.bx, H))
+        self.fwd, self.bwd = _lstm_step(_double_g(self.W_hh, H, 0).t()), None
+    def step(self, xp_t, carry):
+        a, new = xp_t.clone(), xp_t.new_empty(3, *carry[0].shape)
+        h, c, tc = new.unbind(0)
+        self.fwd((a, *a.chunk(4, -1), h, c, tc), carry)
+        return (a, carry[1], tc), (h, c)
+    def back(self, dy, kept, h_prev, carry):
+        if self.bwd is None:
+            B = dy.shape[0]
+            self.d, self.zero = dy.new_empty(B, 4 * self.H), dy.new_zeros(B, self.H)
+            self.bwd = _lstm_backward_step(self.W_hh, dy.new_empty(B, self.H))
+        if carry[0] is None: carry, dy = (dy, carry[1]), self.zero
+        a, c_prev, tc = kept
+        _, carry = self.bwd((dy, a, *a.chunk(4, -1), c_prev, tc, self.d, *self.d.chunk(4, -1)), carry)
+        return self.d, self.d, carry
+
+class _GRUPonder(_PonderOps):
+    "Chapter 02's GRU step and BPTT step as functions, one ponder step at a time."
+    fold = False
+    def __init__(self, cell, *weights):
+        super().__init__(cell, *weights)
+        b = self.b_hh if self.b_hh is not None else self.W_hh.new_zeros(self.W_hh.shape[0])
+        self.step = partial(_gru_fused_step, self.W_hh.t().neg(), b)
+    def back(self, dy, kept, h_prev, carry):
+        if carry[0] is None: carry, dy = (dy,), 0
+        (dhh, dxp), carry = _gru_fused_back(self.W_hh, (dy, *kept[:3], h_prev), carry)
+        return dhh, dxp, carry
+
+# %% ../nbs/05_act.ipynb #d309d8f3
+_PONDER_OPS = {RNNCell: _RNNPonder, LSTMCell: _LSTMPonder, GRUCell: _GRUPonder}
+
+# %% ../nbs/05_act.ipynb #b0ede9cc
+def _act_forward(ops, x, s:tuple, w_h:Tensor, b_h:Tensor, M:int, eps:float, check_every:int, ended:Tensor=None, keep:bool=False):
+    "ACT over time-major `x` `(T, B, I)` without autograd; returns `y`, ρ, N, the last state and (when `keep`) what the backward needs."
+    xp1, xp0 = ops.project(x)
+    halt = lambda st: torch.addmv(b_h, st[0], w_h).sigmoid_()
+    ys, rhos, Ns, record = [], [], [], []
+    for t in range(x.shape[0]):
+        halted = None if ended is None else ended[t]
+        kept, states, hs = _ponder_steps(ops.step, halt, xp1[t], xp0[t], s, M, eps, check_every, halted)
+        h = torch.stack(hs)
+        p, N, R = halting_probs(h, eps)
+        new, rho = _mean_field(p, states), N + R
+        if halted is not None:
+            alive = ~halted
+            new, rho, N = _where(alive, new, s), rho * alive, N * alive
+        if keep: record.append((s, kept, states, h, p, N))
+        ys.append(new[0]); rhos.append(rho); Ns.append(N); s = new
+    y = torch.stack(ys)
+    if ended is not None: y = y * (~ended).unsqueeze(-1)
+    return y, torch.stack(rhos), torch.stack(Ns), s, record
+
+# %% ../nbs/05_act.ipynb #5bc6366a
+class _ACTSequence(torch.autograd.Function):
+    "ACT over a whole sequence, input projection included, as one autograd node; the backward is (4.16)-(4.20) and BPTT written out."
+    @staticmethod
+    def forward(ctx, ops_type, cell, cfg, ended, x, W_ih, b_ih, W_hh, b_hh, w_h, b_h, *s0):
+        ops = ops_type(cell, W_ih, b_ih, W_hh, b_hh)
+        y, rho, N, s, record = _act_forward(ops, x, s0, w_h.view(-1), b_h, *cfg, ended, keep=True)
+        ctx.ops, ctx.record, ctx.ended = ops, record, ended
+        ctx.save_for_backward(x, w_h)
+        ctx.mark_non_differentiable(N)
+        return (y, rho, N, *s)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dY, drho, dN, *ds_T):
+        x, w_h = ctx.saved_tensors
+        ops, ended, w = ctx.ops, ctx.ended, w_h.view(-1)
+        (T, B, I), G = x.shape, ops.W_hh.shape[0]
+        dxp1, dxp0 = x.new_empty(T, B, G), x.new_empty(T, B, G)          # δ of the projections with the flag at 1 and at 0
+        dW_hh, db_hh, dw, db = torch.zeros_like(ops.W_hh), x.new_zeros(G), torch.zeros_like(w), x.new_zeros(())
+        carry = tuple(x.new_zeros(B, w.shape[0]) if d is None else d for d in ds_T)   # δ of the mean-field state s_t
+        for t in range(T - 1, -1, -1):
+            s_prev, kept, states, h, p, N = ctx.record[t]
+            ds, dr = (carry[0] + dY[t],) + carry[1:], drho[t]
+            if ended is not None:                                        # a row past its end passes δs_t to s_{t-1}
+                alive = (~ended[t]).to(x.dtype)
+                passed, ds, dr = carry, tuple(d * alive.unsqueeze(-1) for d in ds), dr * alive
+            K = h.shape[0]
+            dp = torch.stack([sum((sn * d).sum(-1) for sn, d in zip(st, ds)) for st in states])   # ∂L/∂p_t^n = <δs_t, s_t^n>
+            dz = (dp - dp.gather(0, (N - 1).clamp(min=0).unsqueeze(0))).sub_(dr).mul_(h - h * h)   # ∂L/∂h^n = δp^n - δp^N - δρ (n < N)
+            dz.mul_(torch.arange(1, K + 1, device=x.device).unsqueeze(1) < N)                       # ... through σ'; 0 from N on
+            db += dz.sum()
+            cg = None                                                    # δ of s_t^n from ponder step n + 1
+            for n in range(K - 1, -1, -1):
+                h_prev = (states[n - 1] if n else s_prev)[0]
+                dw.addmv_(states[n][0].t(), dz[n])
+                dy = torch.addcmul(ds[0] * p[n].unsqueeze(-1), dz[n].unsqueeze(-1), w)   # p^n δs_t + δz^n W_h
+                rest = tuple(d * p[n].unsqueeze(-1) if cg is None else torch.addcmul(cg[i], d, p[n].unsqueeze(-1)) for i, d in enumerate(ds[1:], 1))
+                dhh, dxp, cg = ops.back(dy, kept[n], h_prev, (None if cg is None else cg[0], *rest))
+                dW_hh.addmm_(dhh.t(), h_prev)
+                if not ops.fold: db_hh += dhh.sum(0)
+                if n == 0: dxp1[t] = dxp
+                elif n == K - 1: dxp0[t] = dxp
+                else: dxp0[t] += dxp
+            if K == 1: dxp0[t] = 0
+            carry = cg if ended is None else _where(ended[t], passed, cg)
+        dxp = dxp0.add_(dxp1).flatten(0, 1)                              # both reads see x_t through W_ih[:, 1:]
+        dW_ih = torch.cat([dxp1.sum((0, 1)).unsqueeze(1), dxp.t().mm(x.flatten(0, 1))], 1)
+        db_ih = dxp.sum(0) if ops.b_ih is not None else None
+        if ops.fold and db_ih is not None: db_hh = db_ih
+        return (None, None, None, None, dxp.mm(ops.W_ih[:, 1:]).view(T, B, I), dW_ih, db_ih, dW_hh,
+                None if ops.b_hh is None else db_hh, dw.view(w_h.shape), db.view(1), *carry)
+
+# %% ../nbs/05_act.ipynb #83472d91
+def _act_kernel(self, x:Tensor, s:tuple, ended:Tensor=None):
+    "ACT over time-major `x` `(T, B, I)` with the kernel: `(y, ρ, N, last state)`, or None where no kernel applies."
+    ops_type = _PONDER_OPS.get(type(self.cell)) if self.use_kernels else None
+    if ops_type is None: return None
+    c, hu, cfg = self.cell, self.halting_unit, (self.max_ponder, self.epsilon, self.check_every)
+    if not _needs_grad(x, *c.parameters(), *hu.parameters(), *s):
+        with torch.no_grad():
+            y, rho, N, s, _ = _act_forward(ops_type(c, c.weight_ih, c.bias_ih, c.weight_hh, c.bias_hh), x, s, hu.weight.view(-1), hu.bias, *cfg, ended)
+        return y, rho, N, s
+    y, rho, N, *s = _ACTSequence.apply(ops_type, c, cfg, ended, x, c.weight_ih, c.bias_ih, c.weight_hh, c.bias_hh, hu.weight, hu.bias, *s)
+    return y, rho, N, tuple(s)
+
+ACT._kernel = _act_kernel

@@ -223,3 +223,103 @@ def test_module_hand_computed_two_rows_halting_at_different_N():
     torch.testing.assert_close(r.ponder, torch.tensor([[4.1] * 3, [2.4] * 3]), atol=1e-5, rtol=0)
     torch.testing.assert_close(r.output[..., 0], torch.tanh(x[..., 0]))
     torch.testing.assert_close(r.output[..., 1], torch.tensor([[0.3] * 3, [0.6] * 3]) * math.tanh(2), atol=1e-5, rtol=0)
+
+
+# The whole-sequence kernel (chapter 05, section on speed) against the ponder loop under autograd
+
+def _run(m, x, kernels, **kw):
+    m.use_kernels = kernels
+    r = m(x, **kw)
+    return r, (r.state if isinstance(r.state, tuple) else (r.state,))
+
+
+@pytest.mark.parametrize('cell_kw', [dict(cell_type=RNNCell), dict(cell_type=RNNCell, nonlinearity='relu'), dict(cell_type=LSTMCell),
+                                     dict(cell_type=GRUCell), dict(cell_type=LSTMCell, bias=False), dict(cell_type=GRUCell, bias=False),
+                                     dict(cell_type=RNNCell, bias=False)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('batch_first', [True, False])
+def test_kernel_matches_autograd(cell_kw, dtype, batch_first):
+    torch.manual_seed(11)
+    kw = dict(cell_kw); cell_type = kw.pop('cell_type')
+    m = ACT(cell_type(1 + 3, 6, dtype=dtype, **kw), max_ponder=7, halting_bias=0.0, batch_first=batch_first, learn_init=True)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0); m.init_states.normal_()
+    x = torch.randn(*((5, 9) if batch_first else (9, 5)), 3, dtype=dtype, requires_grad=True)
+    lengths = torch.tensor([9, 3, 1, 7, 9])
+    params = [x, *m.parameters()]
+    out = []
+    for kernels in (True, False):
+        r, state = _run(m, x, kernels, lengths=lengths)
+        g = torch.randn_like(r.output, generator=torch.Generator().manual_seed(0))
+        loss = (r.output * g).sum() + (r.ponder * torch.arange(9.0, dtype=dtype)).sum() + sum(s.square().sum() for s in state)
+        out.append((r, state, torch.autograd.grad(loss, params)))
+    (rk, sk, gk), (ra, sa, ga) = out
+    tol = dict(atol=1e-10, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=1e-4)
+    assert torch.equal(rk.steps, ra.steps) and rk.steps.min() < rk.steps.max()
+    for a, b in zip((rk.output, rk.ponder, *sk, *gk), (ra.output, ra.ponder, *sa, *ga)): torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
+def test_kernel_given_state_unbatched_and_check_every(cell_type):
+    torch.manual_seed(12)
+    m = ACT(cell_type(1 + 2, 4, dtype=torch.float64), max_ponder=6, halting_bias=0.0, check_every=2)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
+    state = tuple(torch.randn(1, 4, dtype=torch.float64, requires_grad=True) for _ in range(m.cell.n_states))
+    state = state if len(state) > 1 else state[0]
+    x = torch.randn(6, 2, dtype=torch.float64)
+    results = []
+    for kernels in (True, False):
+        r, s = _run(m, x, kernels, state=state)
+        leaves = state if isinstance(state, tuple) else (state,)
+        results.append((r, s, torch.autograd.grad(r.output.sum() + r.ponder.sum() + sum(v.sum() for v in s), leaves)))
+    (rk, sk, gk), (ra, sa, ga) = results
+    assert rk.output.shape == (6, 4) and rk.ponder.shape == (6,)
+    for a, b in zip((rk.output, rk.ponder, *sk, *gk), (ra.output, ra.ponder, *sa, *ga)): torch.testing.assert_close(a, b)
+
+
+def _count_kernel_calls(monkeypatch):
+    import adaptive_rnn.act as act_mod
+    calls, apply = [], act_mod._ACTSequence.apply
+    monkeypatch.setattr(act_mod._ACTSequence, 'apply', lambda *a: calls.append(1) or apply(*a))
+    return calls
+
+
+def test_kernel_is_used_and_first_order_only(monkeypatch):
+    calls = _count_kernel_calls(monkeypatch)
+    m = ACT(LSTMCell(1 + 3, 5), max_ponder=4)
+    x = torch.randn(2, 3, 3)
+    r = m(x)
+    assert len(calls) == 1
+    (g,) = torch.autograd.grad(r.output.sum(), m.halting_unit.weight, create_graph=True)
+    with pytest.raises(RuntimeError): torch.autograd.grad(g.sum(), m.cell.weight_hh)
+    m.use_kernels = False                                                 # the autograd path differentiates twice
+    (g,) = torch.autograd.grad(m(x).output.sum(), m.cell.weight_ih, create_graph=True)
+    (gg,) = torch.autograd.grad(g.square().sum(), m.cell.weight_hh)
+    assert gg.abs().sum() > 0
+
+
+def test_kernel_without_grad_equals_with_grad():
+    torch.manual_seed(13)
+    m = ACT(GRUCell(1 + 3, 5), max_ponder=6, halting_bias=0.0)
+    with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
+    x = torch.randn(3, 4, 3)
+    r = m(x)
+    with torch.no_grad(): rn = m(x)
+    assert rn.output.grad_fn is None
+    torch.testing.assert_close(rn.output, r.output.detach(), atol=0, rtol=0); assert torch.equal(rn.steps, r.steps)
+
+
+class _MyCell(RNNCell):
+    "A user's cell: no kernel adapter, so ACT runs its ponder loop under autograd."
+
+
+def test_cell_without_kernel_runs_autograd_path(monkeypatch):
+    calls = _count_kernel_calls(monkeypatch)
+    torch.manual_seed(14)
+    cell = _MyCell(1 + 3, 5)
+    m = ACT(cell, max_ponder=5)
+    ref = ACT(RNNCell(1 + 3, 5), max_ponder=5); ref.load_state_dict(m.state_dict())
+    x = torch.randn(2, 4, 3)
+    r = m(x)
+    assert not calls
+    torch.testing.assert_close(r.output, ref(x).output)
+    assert len(calls) == 1                                                # the library's RNNCell does use it
