@@ -216,7 +216,7 @@ from .act import ACT
 
 # %% ../nbs/32_bench_act.ipynb #98965c72
 def _act_setting(cell_type, layer_type, B, H, T, I, bias, scale, repeats, M=10):
-    "Time ACT, the plain layer and the plain `unroll` of the same cell (forward + backward), in turn, round after round."
+    "Time ACT (kernel and autograd path), the plain layer and the plain `unroll` of the same cell (forward + backward), in turn, round after round."
     torch.manual_seed(0)
     act, plain = ACT(cell_type(I + 1, H), max_ponder=M, halting_bias=bias), layer_type(I + 1, H)
     plain.cells[0].load_state_dict(act.cell.state_dict())
@@ -225,16 +225,21 @@ def _act_setting(cell_type, layer_type, B, H, T, I, bias, scale, repeats, M=10):
     x, xf = torch.randn(B, T, I), torch.randn(T, B, I + 1)
     def f_act():
         r = act(x); (r.output.sum() + r.ponder.sum()).backward()
+    def f_act_autograd():                                              # the ponder loop under autograd (no kernel)
+        act.use_kernels = False
+        try: f_act()
+        finally: act.use_kernels = True
     def f_plain():
         y, _ = plain(xf.transpose(0, 1)); y.sum().backward()
-    def f_unroll():                                                    # the generic driver ACT's ponder steps run on
+    def f_unroll():                                                    # the cell's step under autograd, in the library's time loop
         y, _ = unroll(lambda xp_t, s: (lambda new: (new[0], new))(cell.step(xp_t, s)), cell.project(xf), cell.init_state(B))
         y.sum().backward()
     with torch.no_grad(): steps = act(x).steps
     n_bar = steps.max(0).values.double().mean().item()                 # mean over t of the batch-max N(t)
-    secs = time_together(dict(act=f_act, plain=f_plain, unroll=f_unroll), repeats=repeats)
+    secs = time_together(dict(act=f_act, act_autograd=f_act_autograd, plain=f_plain, unroll=f_unroll), repeats=repeats)
     return dict(mean_N=steps.double().mean().item(), mean_batch_max_N=n_bar, act_s=secs['act'], plain_s=secs['plain'],
-                unroll_s=secs['unroll'], ratio=secs['act'] / (n_bar * secs['plain']),
+                unroll_s=secs['unroll'], act_autograd_s=secs['act_autograd'], kernel_speedup=secs['act_autograd'] / secs['act'],
+                ratio=secs['act'] / (n_bar * secs['plain']), ratio_autograd=secs['act_autograd'] / (n_bar * secs['plain']),
                 ratio_vs_unroll=secs['act'] / (n_bar * secs['unroll'])), act, f_act
 
 # %% ../nbs/32_bench_act.ipynb #f612bc3c
@@ -257,4 +262,5 @@ def bench_act(quick:bool=False) -> dict:
                                   exit_s=secs['exit'], all_M_steps_s=secs['full'], speedup=secs['full'] / secs['exit']))
     return dict(target_ratio=1.3, rows=rows, early_exit=exits, repeats=repeats,
                 note=('ratio = ACT time / (mean over t of batch-max N(t) x plain layer time), forward+backward, medians of '
-                      'rounds timed in turn; ratio_vs_unroll uses the generic unroll of the same cell instead of the layer'))
+                      'rounds timed in turn; ratio_autograd: the same for ACT without its kernel (the ponder loop under autograd); '
+                      'ratio_vs_unroll uses the unroll of the same cell under autograd instead of the layer'))
