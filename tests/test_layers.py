@@ -413,3 +413,73 @@ def test_second_order_gradients_without_kernels(name):
     with pytest.raises(RuntimeError): torch.autograd.grad(m(x)[0].pow(2).sum(), x, create_graph=True)[0].pow(2).sum().backward()
     m.use_kernels = False
     for a, b in zip(second(m), second(ref)): close(a, b, 1e-4)
+
+
+# The workspace: large kernel buffers kept between calls, never handed out while in use
+
+def test_workspace_reuses_only_free_buffers():
+    from adaptive_rnn.layers import Workspace
+    ws, like = Workspace(min_bytes=0), torch.empty(0, dtype=torch.float64)
+    a = ws.empty(like, 3, 4)
+    assert a.dtype == torch.float64 and a.shape == (3, 4)
+    ptr = a.data_ptr()
+    keep = a.t()                                                   # a view keeps the buffer
+    del a
+    assert ws.empty(like, 3, 4).data_ptr() != ptr
+    del keep
+    assert ws.empty(like, 2, 2).data_ptr() == ptr                  # free again; a smaller request fits
+    assert ws.empty(torch.empty(0), 3, 4).data_ptr() != ptr        # another dtype: never shared
+    small = Workspace()                                            # under min_bytes: not kept
+    small.empty(like, 3, 4); assert small.nbytes() == 0
+
+
+def test_workspace_limit_releases_free_buffers():
+    from adaptive_rnn.layers import Workspace
+    ws, like = Workspace(limit=0, min_bytes=0), torch.empty(0)
+    held = ws.empty(like, 100)
+    ws.empty(like, 50)                                             # freed at once, then released past the limit
+    assert ws.nbytes() == (100 + 50) * 4
+    ws.empty(like, 200)                                            # the free 50 are released, the 200 kept
+    assert ws.nbytes() == (100 + 200) * 4
+    del held; ws.release(); assert ws.nbytes() == 0
+
+
+@pytest.mark.parametrize('ours, theirs', [(LSTM, nn.LSTM), (GRU, nn.GRU)])
+def test_workspace_graphs_alive_together(ours, theirs):
+    "Buffers of 1 MB and more come from the workspace: overlapping graphs, retained graphs and lengths stay exact."
+    from adaptive_rnn.layers import workspace
+    torch.manual_seed(0)
+    ref = theirs(3, 64, 2, batch_first=True, dtype=torch.float64)
+    m = ours.from_torch(ref)
+    xs = [torch.randn(32, 160, 3, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    lengths = torch.tensor([160, 3, 100, 1] * 8)
+    def loss_of(out): y, s = out; return y.square().sum() + sum(t.sum() for t in (s if isinstance(s, tuple) else (s,)))
+    outs = [m(x) for x in xs[:2]] + [m(xs[2], lengths=lengths)]
+    assert workspace.nbytes() > 0
+    first = torch.autograd.grad(loss_of(outs[0]), [xs[0], *m.parameters()], retain_graph=True)
+    m(torch.randn(32, 160, 3, dtype=torch.float64))[0].sum().backward()   # another pass while the first graph is retained
+    for i, out in enumerate(outs):
+        packed = i == 2
+        ref_out = ref(nn.utils.rnn.pack_padded_sequence(xs[i], lengths, batch_first=True, enforce_sorted=False)) if packed else ref(xs[i])
+        if packed: ref_out = (nn.utils.rnn.pad_packed_sequence(ref_out[0], batch_first=True, total_length=160)[0], ref_out[1])
+        got = torch.autograd.grad(loss_of(out), [xs[i], *m.parameters()])
+        want = torch.autograd.grad(loss_of(ref_out), [xs[i], *ref.parameters()])
+        torch.testing.assert_close(out[0], ref_out[0], rtol=1e-9, atol=1e-10)
+        for a, b in zip(got, want): torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+        if i == 0:
+            for a, b in zip(first, got): assert torch.equal(a, b)
+
+
+def test_workspace_off_gives_the_same_results():
+    from adaptive_rnn.layers import workspace
+    torch.manual_seed(1)
+    m = LSTM(2, 64)
+    x = torch.randn(16, 300, 2, requires_grad=True)
+    def run():
+        y, (h, c) = m(x)
+        return [y, *torch.autograd.grad(y.sum() + c.sum(), [x, *m.parameters()])]
+    on = run()
+    workspace.enabled = False
+    try: off = run()
+    finally: workspace.enabled = True
+    for a, b in zip(on, off): assert torch.equal(a, b)
