@@ -352,7 +352,7 @@ def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Te
         _loop(step if sizes is None else _on_alive(step, sizes), (A, *A.chunk(4, -1), hs[1:], cs[1:], tcs), (h0, c0))
         return hs, (A, cs, tcs)
     n = min(T, _CHUNK)                                   # without gradients: blocks of n steps share one scratch
-    A, (cs, tcs) = x.new_empty(n, B, 4 * H), x.new_empty(2, 1, B, H).expand(2, n, B, H)
+    A, (cs, tcs) = workspace.empty(x, n, B, 4 * H), x.new_empty(2, 1, B, H).expand(2, n, B, H)
     carry = (h0, c0)
     for t0 in range(0, T, n):
         k = min(n, T - t0)
@@ -412,8 +412,8 @@ class _LSTMSequence(torch.autograd.Function):
         need_W = need_W_ih or need_b or need_W_hh
         dW = W_hh.new_zeros(G, H + I + 1) if need_W else None             # [δW_hh | δW_ih | δb]
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
-        Z = x.new_empty(n, B, H + I + 1); Z[..., -1] = 1
-        dG = x.new_empty(n, B, G) if ctx.chunk is None else None
+        Z = workspace.empty(x, n, B, H + I + 1); Z[..., -1] = 1
+        dG = workspace.empty(x, n, B, G) if ctx.chunk is None else None
         eager_step, carry = _lstm_backward_step(W_hh, x.new_empty(B, H)), (dh.clone(), dc.clone())
         if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
         t1 = T
@@ -461,7 +461,7 @@ def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_h
         _loop(step if sizes is None else _on_alive(step, sizes), (*_gru_blocks(XP, HH, H), hs[1:]), (h0,))
         return hs, (XP, HH)
     n = min(T, _CHUNK)                                   # without gradients: blocks of n steps, one scratch
-    XP, HH, carry = x.new_empty(n, B, 3 * H), x.new_empty(1, B, 3 * H).expand(n, B, 3 * H), (h0,)
+    XP, HH, carry = workspace.empty(x, n, B, 3 * H), x.new_empty(1, B, 3 * H).expand(n, B, 3 * H), (h0,)
     for t0 in range(0, T, n):
         k = min(n, T - t0)
         Xk = _project_into(XP[:k], x[t0:t0 + k], W_ih, b_ih).view(k, B, 3 * H)
@@ -505,9 +505,9 @@ class _GRUSequence(torch.autograd.Function):
         dWh = W_hh.new_zeros(G, H + 1) if need_W_hh or need_b_hh else None   # [δW_hh | δb_hh]
         dWi = W_hh.new_zeros(G, I + 1) if need_W_ih or need_b_ih else None   # [δW_ih | δb_ih]
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
-        Zh, Zx = x.new_empty(n, B, H + 1), x.new_empty(n, B, I + 1)
+        Zh, Zx = workspace.empty(x, n, B, H + 1), workspace.empty(x, n, B, I + 1)
         Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh.clone(),)
-        if ctx.chunk is None: dHH, dXP, step = x.new_empty(n, B, G), x.new_empty(n, B, G), _gru_backward_step(W_hh)
+        if ctx.chunk is None: dHH, dXP, step = workspace.empty(x, n, B, G), workspace.empty(x, n, B, G), _gru_backward_step(W_hh)
         if ctx.sizes is not None: step = _on_alive(step, ctx.sizes, reverse=True)
         t1 = T
         for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
@@ -571,7 +571,7 @@ def _forward_compiled(step, x:Tensor, W_ih:Tensor, b:Tensor, carry:tuple, G:int,
     """A kernel's forward in compiled blocks of `chunk` steps: the projection of each block into one buffer, then
     `step` (whose last output is h_t); returns `hs` `(T+1, B, H)`, the blocks' other outputs (when `keep`) and the carry."""
     (T, B, _), H = x.shape, carry[0].shape[-1]
-    hs, xp, blocks = workspace.empty(x, T + 1, B, H), x.new_empty(min(T, chunk), B, G), []
+    hs, xp, blocks = workspace.empty(x, T + 1, B, H), workspace.empty(x, min(T, chunk), B, G), []
     hs[0] = carry[0]
     for t0 in range(0, T, chunk):
         k = min(chunk, T - t0)
