@@ -248,9 +248,10 @@ class Workspace:
     when no tensor but the workspace's own uses its memory (the storage's use count), so a buffer that a graph,
     an output or a retained graph still holds is never handed out twice. CPU only (CUDA has PyTorch's caching
     allocator); buffers under `min_bytes` come from the allocator as usual; free buffers above `limit` bytes
-    in all are released."""
-    def __init__(self, limit:int=2 << 30, min_bytes:int=1 << 20):
-        self.limit, self.min_bytes, self.entries, self.lock = limit, min_bytes, [], threading.Lock()
+    in all are released, and at most `max_buffers` are kept (past that, as when a caller holds many outputs, new
+    buffers come from the allocator)."""
+    def __init__(self, limit:int=2 << 30, min_bytes:int=1 << 20, max_buffers:int=64):
+        self.limit, self.min_bytes, self.max_buffers, self.entries, self.lock = limit, min_bytes, max_buffers, [], threading.Lock()
         self.enabled = hasattr(torch._C, '_storage_Use_Count')             # (a private function: without it, no reuse)
 
     @staticmethod
@@ -263,6 +264,7 @@ class Workspace:
         with self.lock:
             fits = [e for e in self.entries if e[0].dtype == like.dtype and n <= e[0].numel() and self._uses(e[0]) == e[1]]
             if fits: base = min(fits, key=lambda e: e[0].numel())[0]
+            elif len(self.entries) >= self.max_buffers: return like.new_empty(shape)
             else:
                 base = like.new_empty(n)
                 self.entries.append((base, self._uses(base)))            # (the use count of a free buffer)

@@ -483,3 +483,13 @@ def test_workspace_off_gives_the_same_results():
     try: off = run()
     finally: workspace.enabled = True
     for a, b in zip(on, off): assert torch.equal(a, b)
+
+
+def test_workspace_keeps_at_most_max_buffers():
+    from adaptive_rnn.layers import Workspace
+    ws, like = Workspace(min_bytes=0, max_buffers=3), torch.empty(0)
+    held = [ws.empty(like, 10) for _ in range(5)]                  # a caller holding many outputs
+    assert len(ws.entries) == 3 and all(h.shape == (10,) for h in held)
+    ptrs = {h.data_ptr() for h in held}; assert len(ptrs) == 5
+    del held
+    assert ws.empty(like, 10).data_ptr() in {e[0].data_ptr() for e in ws.entries}
