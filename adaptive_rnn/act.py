@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number
-from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
+from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _Product, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
 
 # %% ../nbs/05_act.ipynb #115bd0e0
 def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
@@ -152,9 +152,9 @@ class _PonderOps:
 class _RNNPonder(_PonderOps):
     def __init__(self, cell, *weights):
         super().__init__(cell, *weights)
-        self.relu, self.Wt = cell.nonlinearity == 'relu', self.W_hh.t()
+        self.relu, self.prod, self.prod_t = cell.nonlinearity == 'relu', _Product(self.W_hh), _Product(self.W_hh.t())
     def step(self, xp_t, carry):
-        a = torch.addmm(xp_t, carry[0], self.Wt)
+        a = self.prod.addmm(xp_t, carry[0])
         y = a.relu_() if self.relu else a.mul_(2).sigmoid_().mul_(2).sub_(1)      # tanh = 2σ(2·) - 1
         return y, (y,)
     def back(self, dy, y, h_prev, carry):
@@ -162,7 +162,7 @@ class _RNNPonder(_PonderOps):
         d = dy if carry[0] is None else dy.add_(carry[0])
         if self.relu: d.mul_(y > 0)
         else: d.addcmul_(d * y, y, value=-1)                                    # δa = δh (1 - h²)
-        return d, d, (torch.mm(d, self.W_hh),)
+        return d, d, (self.prod_t(d),)
 
 class _LSTMPonder(_PonderOps):
     "Chapter 02's in-place LSTM step and BPTT step, one ponder step at a time."
@@ -170,7 +170,7 @@ class _LSTMPonder(_PonderOps):
         super().__init__(cell, *weights)
         H = self.H = cell.hidden_size
         self.Wx, self.bx = _double_g(self.Wx, H, 0), (None if self.bx is None else _double_g(self.bx, H))
-        self.fwd, self.bwd = _lstm_step(_double_g(self.W_hh, H, 0).t()), None
+        self.fwd, self.bwd = _lstm_step(_Product(_double_g(self.W_hh, H, 0))), None
     def step(self, xp_t, carry):
         a, new = xp_t.clone(), xp_t.new_empty(3, *carry[0].shape)
         h, c, tc = new.unbind(0)
@@ -180,7 +180,7 @@ class _LSTMPonder(_PonderOps):
         if self.bwd is None:
             B = dy.shape[0]
             self.d, self.zero = dy.new_empty(B, 4 * self.H), dy.new_zeros(B, self.H)
-            self.bwd = _lstm_backward_step(self.W_hh, dy.new_empty(B, self.H))
+            self.bwd = _lstm_backward_step(_Product(self.W_hh.t(), B), dy.new_empty(B, self.H))
         if carry[0] is None: carry, dy = (dy, carry[1]), self.zero
         a, c_prev, tc = kept
         _, carry = self.bwd((dy, a, *a.chunk(4, -1), c_prev, tc, self.d, *self.d.chunk(4, -1)), carry)

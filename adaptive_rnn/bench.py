@@ -92,6 +92,7 @@ def _layer_calls(m, x, train:bool, lengths=None):
 @register_benchmark('layers')
 def bench_layers(quick:bool=False) -> dict:
     "Our LSTM and GRU layers (eager and compiled) against `torch.nn.LSTM` / `torch.nn.GRU`, same weights and inputs."
+    from adaptive_rnn import layers
     from adaptive_rnn.layers import LSTM, GRU, workspace
     B, H, I, Ts, repeats, repeats_long = (8, 16, 1, (20,), 2, 2) if quick else (256, 110, 1, (50, 784), 15, 5)
     impls = ('torch.nn', 'eager') if quick else ('torch.nn', 'eager', 'compiled')
@@ -116,7 +117,8 @@ def bench_layers(quick:bool=False) -> dict:
                 if not quick: print(f"layers: {cell} T={T} {mode}: " + ', '.join(f"{k} {s:.4f}s" for k, s in secs.items()), file=sys.stderr, flush=True)
     return dict(rows=rows, compile_s=compile_s,
                 settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=repeats_long, chunk=16, impls=list(impls),
-                              workspace=workspace.enabled,
+                              workspace=workspace.enabled, product='oneDNN' if layers._ONEDNN['ok'] else 'torch.mm',
+                              compiled_lstm='the eager kernel (oneDNN product)' if layers._ONEDNN['ok'] else 'compiled blocks',
                               lengths='train, lengths (T=50 only): lengths uniform in [T/2, T] (seed 0); torch.nn on a PackedSequence packed in the call'),
                 note='ratio: of medians over the rounds; ratio_of_min: of the fastest rounds (load on a shared machine only adds time)')
 

@@ -291,6 +291,29 @@ class Workspace:
 
 workspace = Workspace()
 
+# %% ../nbs/02_layers.ipynb #1c5718fb
+_ONEDNN = {'ok': torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')}
+
+def _onednn_ready(t:Tensor) -> bool: return _ONEDNN['ok'] and t.dtype == torch.float32 and t.device.type == 'cpu'
+
+def _onednn_pack(W:Tensor, rows:int=None):
+    "`W` packed for oneDNN's float32 product on a CPU (`rows`: the expected rows of the input), or None where there is none."
+    if not _onednn_ready(W): return None
+    try: return torch.ops.mkldnn._reorder_linear_weight(W.detach().contiguous(), rows)
+    except Exception: _ONEDNN['ok'] = False; return None                # (a build without it: torch.mm from now on)
+
+class _Product:
+    "x ↦ x Wᵀ for a `W` that stays fixed during a call: oneDNN's product with `W` packed once, else `torch.mm`."
+    def __init__(self, W:Tensor, rows:int=None): self.Wt, self.packed = W.t(), _onednn_pack(W, rows)
+    def __call__(self, x:Tensor) -> Tensor:
+        return torch.mm(x, self.Wt) if self.packed is None else torch.ops.mkldnn._linear_pointwise(x, self.packed, None, 'none', [], '')
+    def add_(self, a:Tensor, x:Tensor) -> Tensor:
+        "`a` += x Wᵀ, in place."
+        return a.addmm_(x, self.Wt) if self.packed is None else a.add_(self(x))
+    def addmm(self, c:Tensor, x:Tensor, out:Tensor=None) -> Tensor:
+        "c + x Wᵀ (written into `out` when given)."
+        return torch.addmm(c, x, self.Wt, out=out) if self.packed is None else torch.add(c, self(x), out=out)
+
 # %% ../nbs/02_layers.ipynb #8da6bafb
 _CHUNK = 32   # steps per block: the inference scratch and the backward pass's gate gradients hold this many steps
 
@@ -327,12 +350,12 @@ def _on_alive(step, sizes:list, reverse:bool=False):
         return y, carry
     return run
 
-def _lstm_step(Wt:Tensor):
-    "The LSTM step of the sequence kernel: in place on the slots it is given (no allocation, nothing to stack)."
+def _lstm_step(prod:_Product):
+    "The LSTM step of the sequence kernel (`prod`: h ↦ h W_hhᵀ): in place on the slots it is given (nothing to stack)."
     def step(slots, carry):
         a, i, f, g, o, h_new, c_new, tc = slots          # a = W_ih x_t + b, (B, 4H); i, f, g, o: its four (B, H) blocks
         h, c = carry
-        a.addmm_(h, Wt).sigmoid_()                       # + h W_hh^T, then one sigmoid: i, f, σ(2 z_g), o
+        prod.add_(a, h).sigmoid_()                       # + h W_hh^T, then one sigmoid: i, f, σ(2 z_g), o
         torch.mul(f, c, out=c_new).addcmul_(i, g, value=2).sub_(i)   # c_t = f⊙c_{t-1} + i⊙(2σ(2z_g) - 1)
         torch.mul(c_new, 2, out=tc).sigmoid_().mul_(2).sub_(1)        # tanh(c_t) = 2σ(2c_t) - 1
         torch.mul(o, tc, out=h_new)                      # h_t = o⊙tanh(c_t)
@@ -345,7 +368,7 @@ def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Te
     (rows sorted by decreasing length); the rows past their end keep 0 in `hs` and `cs`."""
     (T, B, _), H = x.shape, h0.shape[-1]
     W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
-    b, step = (None if b is None else _double_g(b, H)), _lstm_step(W_hh.t())
+    b, step = (None if b is None else _double_g(b, H)), _lstm_step(_Product(W_hh, B))
     new = (lambda *s: workspace.empty(x, *s)) if sizes is None else (lambda *s: workspace.empty(x, *s).zero_())
     hs = new(T + 1, B, H); hs[0] = h0
     if keep or sizes is not None:                        # every step's gates, c_t and tanh(c_t), for the backward pass
@@ -363,8 +386,8 @@ def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Te
     return hs, (None, carry[1], None)
 
 # %% ../nbs/02_layers.ipynb #7e60833b
-def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
-    "One step of back-propagation through time, in place on its slots; the carry is `(δh, δc)`."
+def _lstm_backward_step(prod:_Product, tmp:Tensor):
+    "One step of back-propagation through time (`prod`: δ ↦ δ W_hh), in place on its slots; the carry is `(δh, δc)`."
     def step(slots, carry):
         dy, a, i, f, g, o, c_prev, tc, d, di, df, dg, do = slots   # a = (i, f, σ(2z_g), o); d: δ of the 4 pre-activations
         dh, dc = carry
@@ -377,7 +400,7 @@ def _lstm_backward_step(W_hh:Tensor, tmp:Tensor):
         di.mul_(torch.mul(g, 2, out=tmp_).sub_(1)).mul_(dc)         # δi = δc⊙g⊙σ'_i, g = 2σ(2z_g) - 1
         df.mul_(c_prev).mul_(dc)                                   # δf = δc⊙c_{t-1}⊙σ'_f
         dg.mul_(i).mul_(dc).mul_(4)                                # δg = δc⊙i⊙(1 - g²), 1 - g² = 4σ(2z_g)(1 - σ(2z_g))
-        return (), (torch.mm(d, W_hh), dc.mul_(f))                 # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
+        return (), (prod(d), dc.mul_(f))                           # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
     return step
 
 def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
@@ -416,7 +439,7 @@ class _LSTMSequence(torch.autograd.Function):
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
         Z = workspace.empty(x, n, B, H + I + 1); Z[..., -1] = 1
         dG = workspace.empty(x, n, B, G) if ctx.chunk is None else None
-        eager_step, carry = _lstm_backward_step(W_hh, x.new_empty(B, H)), (dh.clone(), dc.clone())
+        eager_step, carry = _lstm_backward_step(_Product(W_hh.t(), B), x.new_empty(B, H)), (dh.clone(), dc.clone())
         if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
         t1 = T
         for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
@@ -435,12 +458,12 @@ class _LSTMSequence(torch.autograd.Function):
         return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None, None
 
 # %% ../nbs/02_layers.ipynb #09a38760
-def _gru_step(Wt:Tensor, b_hh:Tensor):
+def _gru_step(prod:_Product, b_hh:Tensor):
     "The GRU step of the sequence kernel, in place on its slots: the projection's slot ends holding (r, z, n)."
     def step(slots, carry):
         rz, r, z, n, hh, hh_rz, hh_n, h_new = slots      # rz, r, z, n: blocks of xp_t = W_ih x_t + b_ih; hh = W_hh h + b_hh
         h, = carry
-        torch.addmm(b_hh, h, Wt, out=hh)                 # W_hh h + b_hh, (B, 3H)
+        prod.addmm(b_hh, h, out=hh)                      # W_hh h + b_hh, (B, 3H)
         rz.add_(hh_rz).sigmoid_()                        # r, z
         n.addcmul_(r, hh_n).mul_(2).sigmoid_().mul_(2).sub_(1)   # n = tanh(x_n + r⊙(W_hn h + b_hn)) = 2σ(2·) - 1
         torch.sub(h, n, out=h_new).mul_(z).add_(n)       # h' = n + z⊙(h - n) = (1-z)⊙n + z⊙h
@@ -454,7 +477,7 @@ def _gru_blocks(XP:Tensor, HH:Tensor, H:int) -> tuple:
 def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, keep:bool, sizes:list=None):
     "Run the GRU kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and, when `keep` or `sizes` (as for the LSTM), `(XP, HH)`: (r, z, n) and W_hh h + b_hh per step."
     (T, B, _), H = x.shape, h0.shape[-1]
-    step = _gru_step(W_hh.t(), b_hh)
+    step = _gru_step(_Product(W_hh, B), b_hh)
     hs = workspace.empty(x, T + 1, B, H)
     if sizes is not None: hs.zero_()
     hs[0] = h0
@@ -470,8 +493,8 @@ def _gru_forward(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_h
         _, carry = _loop(step, (*_gru_blocks(Xk, HH[:k], H), hs[t0 + 1:t0 + k + 1]), carry)
     return hs, None
 
-def _gru_backward_step(W_hh:Tensor):
-    "One step of BPTT for the GRU, in place on its slots; the carry is `(δh,)`."
+def _gru_backward_step(prod:_Product):
+    "One step of BPTT for the GRU (`prod`: δ ↦ δ W_hh), in place on its slots; the carry is `(δh,)`."
     def step(slots, carry):
         dy, rz, r, z, n, hh_n, h_prev, dhh, drz, dr, dz, dhn, dxn = slots
         dh = carry[0] + dy
@@ -481,7 +504,7 @@ def _gru_backward_step(W_hh:Tensor):
         dz.mul_(h_prev - n).mul_(dh)                     # δz = δh'⊙(h-n)⊙σ'_z
         dr.mul_(hh_n).mul_(dn)                           # δr = δn⊙(W_hn h + b_hn)⊙σ'_r
         torch.mul(dn, r, out=dhn)                        # δ(W_hn h + b_hn) = δn⊙r
-        return (), (torch.addmm(dh * z, dhh, W_hh),)     # δh = δh'⊙z + δhh W_hh
+        return (), (prod.addmm(dh * z, dhh),)            # δh = δh'⊙z + δhh W_hh
     return step
 
 class _GRUSequence(torch.autograd.Function):
@@ -509,7 +532,7 @@ class _GRUSequence(torch.autograd.Function):
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
         Zh, Zx = workspace.empty(x, n, B, H + 1), workspace.empty(x, n, B, I + 1)
         Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh.clone(),)
-        if ctx.chunk is None: dHH, dXP, step = workspace.empty(x, n, B, G), workspace.empty(x, n, B, G), _gru_backward_step(W_hh)
+        if ctx.chunk is None: dHH, dXP, step = workspace.empty(x, n, B, G), workspace.empty(x, n, B, G), _gru_backward_step(_Product(W_hh.t(), B))
         if ctx.sizes is not None: step = _on_alive(step, ctx.sizes, reverse=True)
         t1 = T
         for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
@@ -535,7 +558,9 @@ def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t
 
 def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16, lengths:Tensor=None):
     """An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when
-    `compiled`); returns `(output, (h, c))`, or None (declined) for `lengths` with `compiled`."""
+    `compiled`, except where oneDNN's product is available: see the text); returns `(output, (h, c))`, or None
+    (declined) for `lengths` with `compiled`."""
+    if compiled and _onednn_ready(x): compiled = False  # the eager kernel with oneDNN's product is the faster one there
     b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh   # both biases folded into the hoisted projection
     h0, c0 = state
     if lengths is not None:                              # rows sorted by decreasing length: the kernel runs on the rows alive

@@ -220,8 +220,10 @@ def test_dropout(name):
     close(a, b)   # one layer: nothing between layers, no dropout (as torch.nn)
 
 
-@pytest.mark.parametrize('name', ['lstm', 'gru', 'rnn_tanh'])
-def test_compiled_equals_eager(name):
+@pytest.mark.parametrize('name', ['lstm', 'lstm_blocks', 'gru', 'rnn_tanh'])
+def test_compiled_equals_eager(name, monkeypatch):
+    if name == 'lstm_blocks':                                      # without oneDNN's product the LSTM runs compiled blocks
+        monkeypatch.setitem(layers._ONEDNN, 'ok', False); name = 'lstm'
     m, ref = pair(name, 2)
     mc = type(m).from_torch(ref, compiled=True)
     mc.chunk = 4
@@ -493,3 +495,31 @@ def test_workspace_keeps_at_most_max_buffers():
     ptrs = {h.data_ptr() for h in held}; assert len(ptrs) == 5
     del held
     assert ws.empty(like, 10).data_ptr() in {e[0].data_ptr() for e in ws.entries}
+
+
+@pytest.mark.parametrize('cls', [LSTM, GRU])
+def test_onednn_product_equals_torch_mm(cls, monkeypatch):
+    "The kernels with oneDNN's packed product (float32 on a CPU) and with torch.mm give the same values and gradients."
+    torch.manual_seed(3)
+    m = cls(3, 16, 2)
+    x, lengths = torch.randn(5, 12, 3, requires_grad=True), torch.tensor([12, 4, 9, 1, 12])
+    def run():
+        out = []
+        for kw in ({}, dict(lengths=lengths)):
+            y, s = m(x, **kw)
+            out += [y, *torch.autograd.grad(y.square().sum() + sum(t.sum() for t in as_tuple(s)), [x, *m.parameters()])]
+        with torch.no_grad(): out.append(m(x)[0])
+        return out
+    assert layers._onednn_ready(x) == layers._ONEDNN['ok']
+    with_onednn = run()
+    monkeypatch.setitem(layers._ONEDNN, 'ok', False)
+    for a, b in zip(with_onednn, run()): close(a, b, 1e-5)
+
+
+def test_compiled_lstm_runs_the_eager_kernel_where_onednn_is(monkeypatch):
+    if not layers._ONEDNN['ok']: pytest.skip('this build has no oneDNN product')
+    calls = []
+    monkeypatch.setattr(layers, '_lstm_forward_compiled', lambda *a, **k: calls.append(1))
+    m = LSTM(3, 4, compiled=True)
+    y, _ = m(torch.randn(2, 5, 3)); y.sum().backward()
+    assert not calls
