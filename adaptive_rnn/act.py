@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number
+from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number, fast_tanh
 from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _Product, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
 
 # %% ../nbs/05_act.ipynb #115bd0e0
@@ -103,6 +103,11 @@ def _ponder(self:ACT, xp:tuple, state:tuple):
 ACT._ponder = _ponder
 
 # %% ../nbs/05_act.ipynb #0f6d7946
+def _flag_projection(x:Tensor, W:Tensor, b:Tensor=None) -> tuple:
+    "x_t^n = (δ_{1,n}, x_t) projected: `(W x_t + b + W[:, 0], W x_t + b)` for the first read (flag 1) and the others; the flag is column 0."
+    xp0 = F.linear(x, W[:, 1:], b)
+    return xp0 + W[:, 0], xp0
+
 def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `ACTOutput`."
     if isinstance(x, Tensor) and x.dim() in (2, 3) and x.shape[-1] == self.cell.input_size:
@@ -114,9 +119,7 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     out = self._kernel(x, s, ended)
     if out is not None: y, rho, N, s = out
     else:
-        W = self.cell.weight_ih
-        xp0 = F.linear(x, W[:, 1:], self.cell.bias_ih)                  # x_t^n = (δ_{1,n}, x_t): the flag is column 0
-        xs = (xp0 + W[:, 0], xp0) + (() if ended is None else (ended,))
+        xs = _flag_projection(x, self.cell.weight_ih, self.cell.bias_ih) + (() if ended is None else (ended,))
         (y, rho, N), s = unroll(self._ponder, xs, s, lengths)
     rho, N = rho.transpose(0, 1), N.transpose(0, 1)                      # (B, T) always, as the Skip RNN's `updates`
     if self.batch_first: y = y.transpose(0, 1)
@@ -143,11 +146,7 @@ class _PonderOps:
         self.cell, self.W_ih, self.b_ih, self.W_hh, self.b_hh = cell, W_ih, b_ih, W_hh, b_hh
         self.Wx, self.bx = self.W_ih, (self.b_ih + self.b_hh if self.fold and self.b_ih is not None else self.b_ih)
 
-    def project(self, x:Tensor) -> tuple:
-        "x_t^n = (δ_{1,n}, x_t): `(W_x x_t + b, the same + W_x[:, 0])` for the reads without and with the flag, (T, B, G) each."
-        W = self.Wx[:, 1:].t()
-        xp0 = (torch.mm(x.flatten(0, 1), W) if self.bx is None else torch.addmm(self.bx, x.flatten(0, 1), W)).view(*x.shape[:2], -1)
-        return xp0 + self.Wx[:, 0], xp0
+    def project(self, x:Tensor) -> tuple: return _flag_projection(x, self.Wx, self.bx)
 
 class _RNNPonder(_PonderOps):
     def __init__(self, cell, *weights):
@@ -155,7 +154,7 @@ class _RNNPonder(_PonderOps):
         self.relu, self.prod, self.prod_t = cell.nonlinearity == 'relu', _Product(self.W_hh), _Product(self.W_hh.t())
     def step(self, xp_t, carry):
         a = self.prod.addmm(xp_t, carry[0])
-        y = a.relu_() if self.relu else a.mul_(2).sigmoid_().mul_(2).sub_(1)      # tanh = 2σ(2·) - 1
+        y = a.relu_() if self.relu else fast_tanh(a)
         return y, (y,)
     def back(self, dy, y, h_prev, carry):
         "`dy`: δ of the new state's h from the halting and the mean-field, `carry`: from the next ponder step (None for the last)."
