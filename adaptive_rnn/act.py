@@ -191,10 +191,10 @@ class _GRUPonder(_PonderOps):
     def __init__(self, cell, *weights):
         super().__init__(cell, *weights)
         b = self.b_hh if self.b_hh is not None else self.W_hh.new_zeros(self.W_hh.shape[0])
-        self.step = partial(_gru_fused_step, self.W_hh.t().neg(), b)
+        self.step, self.W_hh_t = partial(_gru_fused_step, self.W_hh, b), self.W_hh.t()
     def back(self, dy, kept, h_prev, carry):
         if carry[0] is None: carry, dy = (dy,), 0
-        (dhh, dxp), carry = _gru_fused_back(self.W_hh, (dy, *kept[:3], h_prev), carry)
+        (dhh, dxp), carry = _gru_fused_back(self.W_hh_t, (dy, *kept[:3], h_prev), carry)
         return dhh, dxp, carry
 
 # %% ../nbs/05_act.ipynb #d309d8f3

@@ -118,7 +118,8 @@ def bench_layers(quick:bool=False) -> dict:
     return dict(rows=rows, compile_s=compile_s,
                 settings=dict(batch=B, hidden=H, input=I, T=list(Ts), repeats=repeats, repeats_long=repeats_long, chunk=16, impls=list(impls),
                               workspace=workspace.enabled, product='oneDNN' if layers._ONEDNN['ok'] else 'torch.mm',
-                              compiled_lstm='the eager kernel (oneDNN product)' if layers._ONEDNN['ok'] else 'compiled blocks',
+                              compiled_lstm='eager forward, compiled backward (oneDNN product)' if layers._ONEDNN['ok'] else 'compiled blocks',
+                              compiled_product='adaptive_rnn::packed_mm', lstm_inference='joint product when input <= hidden',
                               lengths='train, lengths (T=50 only): lengths uniform in [T/2, T] (seed 0); torch.nn on a PackedSequence packed in the call'),
                 note='ratio: of medians over the rounds; ratio_of_min: of the fastest rounds (load on a shared machine only adds time)')
 

@@ -6,7 +6,8 @@
 __all__ = ['workspace', 'unroll', 'Recurrent', 'RNN', 'LSTM', 'GRU', 'from_torch', 'Workspace']
 
 # %% ../nbs/02_layers.ipynb #3e2b37c8
-import math, threading, warnings
+import math, threading, warnings, weakref
+from contextlib import contextmanager
 from functools import partial
 import torch
 from torch import nn, Tensor
@@ -303,16 +304,47 @@ def _onednn_pack(W:Tensor, rows:int=None):
     except Exception: _ONEDNN['ok'] = False; return None                # (a build without it: torch.mm from now on)
 
 class _Product:
-    "x ↦ x Wᵀ for a `W` that stays fixed during a call: oneDNN's product with `W` packed once, else `torch.mm`."
-    def __init__(self, W:Tensor, rows:int=None): self.Wt, self.packed = W.t(), _onednn_pack(W, rows)
-    def __call__(self, x:Tensor) -> Tensor:
-        return torch.mm(x, self.Wt) if self.packed is None else torch.ops.mkldnn._linear_pointwise(x, self.packed, None, 'none', [], '')
+    "x ↦ x Wᵀ (+ `bias`) for a `W` that stays fixed during a call: oneDNN's product with `W` packed once, else `torch.mm`."
+    def __init__(self, W:Tensor, rows:int=None, bias:Tensor=None): self.Wt, self.packed, self.bias = W.t(), _onednn_pack(W, rows), bias
+    def _mm(self, x:Tensor, bias:Tensor=None) -> Tensor:
+        if self.packed is not None: return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, 'none', [], '')
+        return torch.mm(x, self.Wt) if bias is None else torch.addmm(bias, x, self.Wt)
+    def __call__(self, x:Tensor) -> Tensor: return self._mm(x, self.bias)
     def add_(self, a:Tensor, x:Tensor) -> Tensor:
-        "`a` += x Wᵀ, in place."
-        return a.addmm_(x, self.Wt) if self.packed is None else a.add_(self(x))
+        "`a` += x Wᵀ, in place (without the bias)."
+        return a.addmm_(x, self.Wt) if self.packed is None else a.add_(self._mm(x))
     def addmm(self, c:Tensor, x:Tensor, out:Tensor=None) -> Tensor:
-        "c + x Wᵀ (written into `out` when given)."
-        return torch.addmm(c, x, self.Wt, out=out) if self.packed is None else torch.add(c, self(x), out=out)
+        "c + x Wᵀ (written into `out` when given; without the bias)."
+        return torch.addmm(c, x, self.Wt, out=out) if self.packed is None else torch.add(c, self._mm(x), out=out)
+
+_PACKED = {}   # (data pointer, shape, strides) of a weight -> its oneDNN packing, while a kernel's compiled blocks run
+
+def _packed_mm_impl(x:Tensor, w:Tensor) -> Tensor:
+    "x wᵀ: oneDNN's product when `w` is registered by `_packed`, else `torch.mm`."
+    packed = _PACKED.get((w.data_ptr(), tuple(w.shape), w.stride()))
+    return torch.mm(x, w.t()) if packed is None else torch.ops.mkldnn._linear_pointwise(x, packed, None, 'none', [], '')
+
+_lib = torch.library.Library('adaptive_rnn', 'FRAGMENT')
+try:
+    _lib.define('packed_mm(Tensor x, Tensor w) -> Tensor')
+    _lib.impl('packed_mm', _packed_mm_impl, 'CompositeExplicitAutograd')
+    torch.library.register_fake('adaptive_rnn::packed_mm', lambda x, w: x.new_empty(x.shape[0], w.shape[0]), lib=_lib)
+except RuntimeError: pass                # (defined already: this module imported a second time; that one's registry serves)
+_packed_mm = torch.ops.adaptive_rnn.packed_mm.default
+
+@contextmanager
+def _packed(*ws:Tensor, rows:int=None):
+    "Inside the block, `_packed_mm(x, w)` multiplies by each of `ws` (contiguous, owned by the caller) packed for oneDNN once."
+    keys = []
+    for w in ws:
+        key = (w.data_ptr(), tuple(w.shape), w.stride())
+        if key in _PACKED: continue
+        packed = _onednn_pack(w, rows)
+        if packed is not None: _PACKED[key] = packed; keys.append(key)
+    try: yield
+    finally:
+        for key in keys: _PACKED.pop(key, None)
+
 
 # %% ../nbs/02_layers.ipynb #8da6bafb
 _CHUNK = 32   # steps per block: the inference scratch and the backward pass's gate gradients hold this many steps
@@ -350,27 +382,58 @@ def _on_alive(step, sizes:list, reverse:bool=False):
         return y, carry
     return run
 
-def _lstm_step(prod:_Product):
+def _lstm_update(i, f, g, o, c, h_new, c_new, tc, keep:bool=True):
+    """The step's element-wise part, in place, from the activated gates (i, f, σ(2z_g), o) and c_{t-1}: c_t into `c_new`,
+    h_t into `h_new`, and into `tc` tanh(c_t) when `keep`, else σ(-2c_t) (two operations fewer)."""
+    torch.mul(f, c, out=c_new).addcmul_(i, g, value=2).sub_(i)       # c_t = f⊙c_{t-1} + i⊙(2σ(2z_g) - 1)
+    if keep:
+        torch.add(c_new, c_new, out=tc).sigmoid_().mul_(2).sub_(1)   # tanh(c_t) = 2σ(2c_t) - 1
+        torch.mul(o, tc, out=h_new)                                  # h_t = o⊙tanh(c_t)
+    else:
+        torch.add(c_new, c_new, alpha=-3, out=tc).sigmoid_()         # σ(-2c_t) (c - 3c: no scalar to convert)
+        torch.addcmul(o, o, tc, value=-2, out=h_new)                 # h_t = o⊙(1 - 2σ(-2c_t)) = o⊙tanh(c_t)
+
+def _lstm_step(prod:_Product, keep:bool=True):
     "The LSTM step of the sequence kernel (`prod`: h ↦ h W_hhᵀ): in place on the slots it is given (nothing to stack)."
     def step(slots, carry):
         a, i, f, g, o, h_new, c_new, tc = slots          # a = W_ih x_t + b, (B, 4H); i, f, g, o: its four (B, H) blocks
-        h, c = carry
-        prod.add_(a, h).sigmoid_()                       # + h W_hh^T, then one sigmoid: i, f, σ(2 z_g), o
-        torch.mul(f, c, out=c_new).addcmul_(i, g, value=2).sub_(i)   # c_t = f⊙c_{t-1} + i⊙(2σ(2z_g) - 1)
-        torch.mul(c_new, 2, out=tc).sigmoid_().mul_(2).sub_(1)        # tanh(c_t) = 2σ(2c_t) - 1
-        torch.mul(o, tc, out=h_new)                      # h_t = o⊙tanh(c_t)
+        prod.add_(a, carry[0]).sigmoid_()                # + h W_hh^T, then one sigmoid: i, f, σ(2z_g), o
+        _lstm_update(i, f, g, o, carry[1], h_new, c_new, tc, keep)
         return (), (h_new, c_new)
     return step
 
-def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool, sizes:list=None):
+def _lstm_joint_step(prod:_Product, tc:Tensor):
+    """The step without gradients for small inputs (`prod`: z ↦ z Wᵀ + b, W = [W_hh | W_ih]): x_t joins h_{t-1} in the
+    product, so no projection of the whole sequence is written and read back. Slots: z = [h_{t-1} | x_t], where h_t
+    goes in the next z, and h_t; carry (h, c), c updated in place."""
+    def step(slots, carry):
+        z, h_next, h_new = slots
+        i, f, g, o = prod(z).sigmoid_().chunk(4, 1)
+        _lstm_update(i, f, g, o, carry[1], h_new, carry[1], tc, keep=False)
+        h_next.copy_(h_new)
+        return (), (h_new, carry[1])
+    return step
+
+def _lstm_joint_product(W_ih:Tensor, b:Tensor, W_hh:Tensor, rows:int) -> _Product:
+    "The product of `_lstm_joint_step`: z ↦ z [W_hh | W_ih]ᵀ + b, the g rows doubled."
+    H = W_hh.shape[1]
+    return _Product(_double_g(torch.cat([W_hh, W_ih], 1), H, 0), rows, None if b is None else _double_g(b, H))
+
+def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, keep:bool, sizes:list=None, joint:_Product=None):
     """Run the LSTM kernel over `x` `(T, B, I)`; returns `hs` `(T+1, B, H)` (h_0 first) and `(gates, cs, tanh_cs)`,
     for the backward pass when `keep` or `sizes`, else `(None, c_T, None)`. `sizes`: the rows alive at each step
-    (rows sorted by decreasing length); the rows past their end keep 0 in `hs` and `cs`."""
-    (T, B, _), H = x.shape, h0.shape[-1]
-    W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
-    b, step = (None if b is None else _double_g(b, H)), _lstm_step(_Product(W_hh, B))
+    (rows sorted by decreasing length); the rows past their end keep 0 in `hs` and `cs`. `joint`: the product of the
+    step for small inputs without gradients, when the caller keeps one (else it is made here)."""
+    (T, B, I), H = x.shape, h0.shape[-1]
     new = (lambda *s: workspace.empty(x, *s)) if sizes is None else (lambda *s: workspace.empty(x, *s).zero_())
     hs = new(T + 1, B, H); hs[0] = h0
+    if not keep and sizes is None and I <= H:           # without gradients, small inputs: x_t in the step's product
+        Z = workspace.empty(x, T + 1, B, H + I); Z[:T, :, H:] = x; Z[0, :, :H] = h0   # z_t = [h_{t-1} | x_t]
+        step = _lstm_joint_step(joint or _lstm_joint_product(W_ih, b, W_hh, B), x.new_empty(B, H))
+        _, carry = _loop(step, (Z[:T], Z[1:, :, :H], hs[1:]), (h0, c0.clone()))
+        return hs, (None, carry[1], None)
+    W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
+    b, step = (None if b is None else _double_g(b, H)), _lstm_step(_Product(W_hh, B), keep or sizes is not None)
     if keep or sizes is not None:                        # every step's gates, c_t and tanh(c_t), for the backward pass
         A, cs, tcs = _project_into(workspace.empty(x, T, B, 4 * H), x, W_ih, b).view(T, B, 4 * H), new(T + 1, B, H), workspace.empty(x, T, B, H)
         cs[0] = c0
@@ -412,12 +475,13 @@ def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
 class _LSTMSequence(torch.autograd.Function):
     """A whole LSTM layer, input projection included, as one autograd node: the forward keeps, step by step,
     the gates, c_{t-1} and tanh(c_t), in blocks; the backward is BPTT written out. `chunk`: None runs the
-    eager kernel, an int the compiled one (below) in blocks of `chunk` steps. `lengths` (eager only): the rows'
-    lengths, sorted in decreasing order; the final state is each row's at its last step."""
+    eager kernel, an int the compiled one (below) in blocks of `chunk` steps: its backward pass, and its forward pass
+    where oneDNN's product is not available. `lengths` (eager only): the rows' lengths, sorted in decreasing order;
+    the final state is each row's at its last step."""
     @staticmethod
     def forward(ctx, x, W_ih, b, h0, c0, W_hh, chunk=None, lengths=None):
         ctx.sizes = None if lengths is None else _alive(lengths, x.shape[0])
-        if chunk is None:
+        if chunk is None or _onednn_ready(x):
             hs, (A, cs, tcs) = _lstm_forward(x, W_ih, b, h0, c0, W_hh, keep=True, sizes=ctx.sizes)
             blocks = [(A, cs[:-1], tcs)]
             rows = torch.arange(x.shape[1], device=x.device)
@@ -440,20 +504,22 @@ class _LSTMSequence(torch.autograd.Function):
         Z = workspace.empty(x, n, B, H + I + 1); Z[..., -1] = 1
         dG = workspace.empty(x, n, B, G) if ctx.chunk is None else None
         eager_step, carry = _lstm_backward_step(_Product(W_hh.t(), B), x.new_empty(B, H)), (dh.clone(), dc.clone())
+        W_hh_t = [] if ctx.chunk is None else [W_hh.t().contiguous()]    # the compiled blocks' δ ↦ δ W_hh
         if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
-        t1 = T
-        for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
-            for s1 in range(A.shape[0], 0, -n):                           # and within a block, n steps at a time
-                s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
-                slots = (dY[t0:t1], A[s0:s1], c_prev[s0:s1], tc[s0:s1])
-                if ctx.chunk is None:
-                    d = dG[:s1 - s0]
-                    if ctx.sizes is not None: d.zero_()                   # the rows past their end get no gradient
-                    _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
-                else: d, carry = _compiled_chunk(partial(_lstm_fused_back, W_hh), slots, carry, None, True)
-                if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
-                if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
-                t1 = t0
+        with _packed(*W_hh_t, rows=B):
+            t1 = T
+            for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
+                for s1 in range(A.shape[0], 0, -n):                           # and within a block, n steps at a time
+                    s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
+                    slots = (dY[t0:t1], A[s0:s1], c_prev[s0:s1], tc[s0:s1])
+                    if ctx.chunk is None:
+                        d = dG[:s1 - s0]
+                        if ctx.sizes is not None: d.zero_()                   # the rows past their end get no gradient
+                        _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
+                    else: d, carry = _compiled_chunk(partial(_lstm_fused_back, *W_hh_t), slots, carry, None, True)
+                    if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
+                    if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+                    t1 = t0
         dW_hh, dW_ih, db = (dW[:, :H], dW[:, H:H + I], dW[:, -1]) if need_W else (None, None, None)
         return dx, dW_ih if need_W_ih else None, db if need_b else None, carry[0], carry[1], dW_hh if need_W_hh else None, None, None
 
@@ -533,34 +599,48 @@ class _GRUSequence(torch.autograd.Function):
         Zh, Zx = workspace.empty(x, n, B, H + 1), workspace.empty(x, n, B, I + 1)
         Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh.clone(),)
         if ctx.chunk is None: dHH, dXP, step = workspace.empty(x, n, B, G), workspace.empty(x, n, B, G), _gru_backward_step(_Product(W_hh.t(), B))
+        else: W_hh_t = W_hh.t().contiguous()                               # the compiled blocks' δ ↦ δ W_hh
         if ctx.sizes is not None: step = _on_alive(step, ctx.sizes, reverse=True)
-        t1 = T
-        for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
-            for s1 in range(RZ.shape[0], 0, -n):                         # and within a block, n steps at a time
-                s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
-                rz, n_t, hh_n = RZ[s0:s1], N[s0:s1], HHn[s0:s1]
-                if ctx.chunk is None:
-                    dhh, dxp = dHH[:s1 - s0], dXP[:s1 - s0]
-                    if ctx.sizes is not None: dhh.zero_(); dxp.zero_()   # the rows past their end get no gradient
-                    _, carry = _loop(step, (dY[t0:t1], rz, rz[..., :H], rz[..., H:], n_t, hh_n, hs[t0:t1],
-                                            dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
-                    dxp[..., :2 * H] = dhh[..., :2 * H]                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
-                else: (dhh, dxp), carry = _compiled_chunk(partial(_gru_fused_back, W_hh), (dY[t0:t1], rz, n_t, hh_n, hs[t0:t1]), carry, None, True)
-                if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
-                if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
-                if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
-                t1 = t0
+        with _packed(*([] if ctx.chunk is None else [W_hh_t]), rows=B):
+            t1 = T
+            for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
+                for s1 in range(RZ.shape[0], 0, -n):                         # and within a block, n steps at a time
+                    s0 = max(0, s1 - n); t0 = t1 - (s1 - s0)
+                    rz, n_t, hh_n = RZ[s0:s1], N[s0:s1], HHn[s0:s1]
+                    if ctx.chunk is None:
+                        dhh, dxp = dHH[:s1 - s0], dXP[:s1 - s0]
+                        if ctx.sizes is not None: dhh.zero_(); dxp.zero_()   # the rows past their end get no gradient
+                        _, carry = _loop(step, (dY[t0:t1], rz, rz[..., :H], rz[..., H:], n_t, hh_n, hs[t0:t1],
+                                                dhh, *_gru_blocks(dhh, dxp, H)[:4], dxp[..., 2 * H:]), carry, reverse=True)
+                        dxp[..., :2 * H] = dhh[..., :2 * H]                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
+                    else: (dhh, dxp), carry = _compiled_chunk(partial(_gru_fused_back, W_hh_t), (dY[t0:t1], rz, n_t, hh_n, hs[t0:t1]), carry, None, True)
+                    if dWh is not None: _weight_grads(dWh, dhh, (hs[t0:t1],), Zh)
+                    if dWi is not None: _weight_grads(dWi, dxp, (x[t0:t1],), Zx)
+                    if need_x: torch.mm(dxp.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
+                    t1 = t0
         return (dx, dWi[:, :I] if need_W_ih else None, dWi[:, -1] if need_b_ih else None, carry[0],
                 dWh[:, :H] if need_W_hh else None, dWh[:, -1] if need_b_hh else None, None, None)
 
 # %% ../nbs/02_layers.ipynb #7695792c
 def _needs_grad(*ts): return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
+_KEPT = weakref.WeakKeyDictionary()   # module -> {key: (the params and their versions, what was made from them)}
+
+def _kept(owner:nn.Module, key, make, *params):
+    """`make()`, kept on `owner` under `key` while `params` stay the same tensors, unmodified (their version counters):
+    what a layer derives from its weights (packed products) is made once for a run of inference calls, not per call."""
+    store = _KEPT.setdefault(owner, {})
+    stamp = tuple((p, p._version) for p in params if p is not None)
+    old = store.get(key)
+    if old is not None and len(old[0]) == len(stamp) and all(a is b and u == v for (a, u), (b, v) in zip(old[0], stamp)): return old[1]
+    value = make()
+    store[key] = (stamp, value)
+    return value
+
 def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16, lengths:Tensor=None):
     """An LSTM layer over time-major `x` `(T, B, I)` with the sequence kernel (compiled in blocks of `chunk` steps when
-    `compiled`, except where oneDNN's product is available: see the text); returns `(output, (h, c))`, or None
-    (declined) for `lengths` with `compiled`."""
-    if compiled and _onednn_ready(x): compiled = False  # the eager kernel with oneDNN's product is the faster one there
+    `compiled`: the backward pass, and the forward pass where oneDNN's product is not available: see the text);
+    returns `(output, (h, c))`, or None (declined) for `lengths` with `compiled`."""
     b = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh   # both biases folded into the hoisted projection
     h0, c0 = state
     if lengths is not None:                              # rows sorted by decreasing length: the kernel runs on the rows alive
@@ -571,8 +651,11 @@ def _lstm_sequence(cell:LSTMCell, x:Tensor, state:tuple, compiled:bool=False, ch
     if _needs_grad(x, cell.weight_ih, b, h0, c0, cell.weight_hh):
         y, h, c = _LSTMSequence.apply(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk if compiled else None, None)
         return y, (h, c)
-    if compiled: hs, _, c = _lstm_forward_compiled(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk, keep=False)
-    else: hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False)
+    if compiled and not _onednn_ready(x): hs, _, c = _lstm_forward_compiled(x, cell.weight_ih, b, h0, c0, cell.weight_hh, chunk, keep=False)
+    else:
+        joint = _kept(cell, ('joint', x.shape[1]), lambda: _lstm_joint_product(cell.weight_ih, b, cell.weight_hh, x.shape[1]),
+                      cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh) if x.shape[-1] <= cell.hidden_size else None
+        hs, (_, c, _) = _lstm_forward(x, cell.weight_ih, b, h0, c0, cell.weight_hh, keep=False, joint=joint)
     return hs[1:], (hs[-1], c.clone())
 
 def _gru_sequence(cell:GRUCell, x:Tensor, state:tuple, compiled:bool=False, chunk:int=16, lengths:Tensor=None):
@@ -607,46 +690,46 @@ def _forward_compiled(step, x:Tensor, W_ih:Tensor, b:Tensor, carry:tuple, G:int,
         hs[t0 + 1:t0 + k + 1] = y
     return hs, blocks, carry
 
-def _lstm_fused_step(W_neg:Tensor, xp_t:Tensor, carry:tuple):
+def _lstm_fused_step(W_hh:Tensor, xp_t:Tensor, carry:tuple):
     "The kernel's LSTM step as pure functions, for `torch.compile`: outputs what the backward needs, `(gates, c_{t-1}, tanh c_t, h_t)`."
     h, c = carry
-    a = torch.sigmoid(xp_t - torch.mm(h, W_neg))         # W_neg = -W_hh^T (g doubled): see the text
+    a = torch.sigmoid(xp_t + _packed_mm(h, W_hh))        # W_hh with its g rows doubled
     i, f, g, o = a.chunk(4, 1)
     c_new = f * c + i * (2 * g - 1)
     tc = 2 * torch.sigmoid(2 * c_new) - 1
     h_new = o * tc
     return (a, c, tc, h_new), (h_new, c_new)
 
-def _lstm_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
-    "The backward step as pure functions: `d` = δ of the four pre-activations; carry `(δh, δc)`."
+def _lstm_fused_back(W_hh_t:Tensor, slots:tuple, carry:tuple):
+    "The backward step as pure functions: `d` = δ of the four pre-activations; carry `(δh, δc)`; `W_hh_t` = W_hhᵀ."
     dy, a, c_prev, tc = slots
     dh, dc = carry
     dh = dh + dy
     i, f, g, o = a.chunk(4, 1)
     dc = dc + dh * o * (1 - tc * tc)
     d = torch.cat([dc * (2 * g - 1), dc * c_prev, 4 * dc * i, dh * tc], 1) * (a - a * a)
-    return d, (torch.mm(d, W_hh), dc * f)
+    return d, (_packed_mm(d, W_hh_t), dc * f)
 
-def _gru_fused_step(W_neg:Tensor, b_hh:Tensor, xp_t:Tensor, carry:tuple):
+def _gru_fused_step(W_hh:Tensor, b_hh:Tensor, xp_t:Tensor, carry:tuple):
     "The kernel's GRU step as pure functions: outputs `(r|z, n, W_hn h + b_hn, h_t)`."
     h, = carry
     H = h.shape[-1]
-    hh = b_hh - torch.mm(h, W_neg)                       # W_hh h + b_hh, W_neg = -W_hh^T
+    hh = b_hh + _packed_mm(h, W_hh)                      # W_hh h + b_hh
     rz = torch.sigmoid(xp_t[:, :2 * H] + hh[:, :2 * H])
     r, z = rz.chunk(2, 1)
     n = 2 * torch.sigmoid(2 * (xp_t[:, 2 * H:] + r * hh[:, 2 * H:])) - 1
     h_new = n + z * (h - n)
     return (rz, n, hh[:, 2 * H:], h_new), (h_new,)
 
-def _gru_fused_back(W_hh:Tensor, slots:tuple, carry:tuple):
-    "The GRU's backward step as pure functions: `(δ(W_hh h + b_hh), δxp)`; carry `(δh,)`."
+def _gru_fused_back(W_hh_t:Tensor, slots:tuple, carry:tuple):
+    "The GRU's backward step as pure functions: `(δ(W_hh h + b_hh), δxp)`; carry `(δh,)`; `W_hh_t` = W_hhᵀ."
     dy, rz, n, hh_n, h_prev = slots
     dh = carry[0] + dy
     r, z = rz.chunk(2, 1)
     dn = dh * (1 - z) * (1 - n * n)
     drz = torch.cat([dn * hh_n, dh * (h_prev - n)], 1) * (rz - rz * rz)
     dhh = torch.cat([drz, dn * r], 1)
-    return (dhh, torch.cat([drz, dn], 1)), (dh * z + torch.mm(dhh, W_hh),)
+    return (dhh, torch.cat([drz, dn], 1)), (dh * z + _packed_mm(dhh, W_hh_t),)
 
 def _last_only(step, *args):
     "`step` when only `h_t` is kept (the compiler drops what is not returned)."
@@ -656,14 +739,14 @@ def _last_only(step, *args):
 def _lstm_forward_compiled(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Tensor, chunk:int, keep:bool):
     "The LSTM kernel in compiled blocks: `hs`, the blocks `(gates, c_{t-1}, tanh c_t)` (when `keep`) and `c_T`."
     H = h0.shape[-1]
-    W_ih, W_neg, b = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0).t().neg(), (None if b is None else _double_g(b, H))
-    step = partial(_lstm_fused_step, W_neg) if keep else partial(_last_only, _lstm_fused_step, W_neg)
-    hs, blocks, (_, c) = _forward_compiled(step, x, W_ih, b, (h0, c0), 4 * H, chunk, keep)
+    W_ih, W_hh, b = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0), (None if b is None else _double_g(b, H))
+    step = partial(_lstm_fused_step, W_hh) if keep else partial(_last_only, _lstm_fused_step, W_hh)
+    with _packed(W_hh, rows=x.shape[1]): hs, blocks, (_, c) = _forward_compiled(step, x, W_ih, b, (h0, c0), 4 * H, chunk, keep)
     return hs, blocks, c
 
 def _gru_forward_compiled(x:Tensor, W_ih:Tensor, b_ih:Tensor, h0:Tensor, W_hh:Tensor, b_hh:Tensor, chunk:int, keep:bool):
     "The GRU kernel in compiled blocks: `hs` and the blocks `(r|z, n, W_hn h + b_hn)` (when `keep`)."
-    args = (W_hh.t().neg(), b_hh)
-    step = partial(_gru_fused_step, *args) if keep else partial(_last_only, _gru_fused_step, *args)
-    hs, blocks, _ = _forward_compiled(step, x, W_ih, b_ih, (h0,), W_hh.shape[0], chunk, keep)
+    W_hh = W_hh.detach().contiguous()
+    step = partial(_gru_fused_step, W_hh, b_hh) if keep else partial(_last_only, _gru_fused_step, W_hh, b_hh)
+    with _packed(W_hh, rows=x.shape[1]): hs, blocks, _ = _forward_compiled(step, x, W_ih, b_ih, (h0,), W_hh.shape[0], chunk, keep)
     return hs, blocks

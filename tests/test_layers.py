@@ -222,7 +222,7 @@ def test_dropout(name):
 
 @pytest.mark.parametrize('name', ['lstm', 'lstm_blocks', 'gru', 'rnn_tanh'])
 def test_compiled_equals_eager(name, monkeypatch):
-    if name == 'lstm_blocks':                                      # without oneDNN's product the LSTM runs compiled blocks
+    if name == 'lstm_blocks':                                      # the compiled blocks without oneDNN's product (torch.mm)
         monkeypatch.setitem(layers._ONEDNN, 'ok', False); name = 'lstm'
     m, ref = pair(name, 2)
     mc = type(m).from_torch(ref, compiled=True)
@@ -516,10 +516,59 @@ def test_onednn_product_equals_torch_mm(cls, monkeypatch):
     for a, b in zip(with_onednn, run()): close(a, b, 1e-5)
 
 
-def test_compiled_lstm_runs_the_eager_kernel_where_onednn_is(monkeypatch):
+def test_packed_product_registry():
+    W, x = torch.randn(12, 5), torch.randn(4, 5)
+    close(layers._packed_mm(x, W), x @ W.t())                      # not registered: torch.mm
+    with layers._packed(W, rows=4):
+        assert len(layers._PACKED) == (1 if layers._ONEDNN['ok'] else 0)
+        close(layers._packed_mm(x, W), x @ W.t())
+        V, v = W.view(5, 12), torch.randn(3, 12)                   # same storage, another shape: not taken for W
+        close(layers._packed_mm(v, V), v @ V.t())
+        with layers._packed(W, rows=4): pass                       # registered twice: the inner block leaves it
+        assert len(layers._PACKED) == (1 if layers._ONEDNN['ok'] else 0)
+    assert not layers._PACKED
+    with pytest.raises(KeyError):
+        with layers._packed(W): raise KeyError('inside')
+    assert not layers._PACKED                                      # released on an error too
+
+
+@pytest.mark.parametrize('cls, theirs, steps', [(LSTM, nn.LSTM, 8), (GRU, nn.GRU, 3 * 8)])   # the LSTM: its backward pass
+def test_compiled_blocks_use_the_packed_product(cls, theirs, steps, monkeypatch):
     if not layers._ONEDNN['ok']: pytest.skip('this build has no oneDNN product')
-    calls = []
-    monkeypatch.setattr(layers, '_lstm_forward_compiled', lambda *a, **k: calls.append(1))
-    m = LSTM(3, 4, compiled=True)
-    y, _ = m(torch.randn(2, 5, 3)); y.sum().backward()
-    assert not calls
+    hits = []
+    class Counting(dict):
+        def get(self, key, default=None):
+            v = super().get(key, default); hits.append(v is not None); return v
+    monkeypatch.setattr(layers, '_PACKED', Counting())
+    torch.manual_seed(0)
+    ref = theirs(3, 7, batch_first=True)
+    mc = cls.from_torch(ref, compiled=True); mc.chunk = 4
+    x, w = torch.randn(5, 8, 3, requires_grad=True), torch.randn(5, 8, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for a, b in zip(grads(mc, x, w), grads(ref, x, w)): close(a, b)
+        with torch.no_grad(): close(mc(x)[0], ref(x)[0])
+    assert len(hits) == steps and all(hits)                        # every compiled step's product packed
+    assert not layers._PACKED
+
+
+@pytest.mark.parametrize('I, H', [(3, 7), (9, 4)])                # x_t joins the step's product / the hoisted projection
+def test_inference_follows_weight_changes(I, H, monkeypatch):
+    torch.manual_seed(0)
+    ref = nn.LSTM(I, H, batch_first=True)
+    m = LSTM.from_torch(ref)
+    x = torch.randn(5, 6, I)
+    def same(x):
+        (y, (h, c)), (yr, (hr, cr)) = m(x), ref(x)
+        close(y, yr); close(h, hr); close(c, cr)
+    with torch.no_grad():
+        same(x)
+        packs = []
+        monkeypatch.setattr(layers, '_onednn_pack', lambda *a: packs.append(1))   # (then torch.mm: the results stay)
+        same(x)
+        assert not packs or I > H                                   # small inputs: the step's product is kept, not made again
+        for p, q in zip(m.parameters(), ref.parameters()): p.mul_(1.5); q.mul_(1.5)   # in place, as an optimizer does
+        same(x)
+        m.cells[0].weight_hh = nn.Parameter(ref.weight_hh_l0 * 0.5); ref.weight_hh_l0.mul_(0.5)   # another tensor
+        same(x)
+        same(x[:2])                                                 # another batch size
