@@ -402,16 +402,17 @@ def _lstm_step(prod:_Product, keep:bool=True):
         return (), (h_new, c_new)
     return step
 
-def _lstm_joint_step(prod:_Product, tc:Tensor):
-    """The step without gradients for small inputs (`prod`: z ↦ z Wᵀ + b, W = [W_hh | W_ih]): x_t joins h_{t-1} in the
-    product, so no projection of the whole sequence is written and read back. Slots: z = [h_{t-1} | x_t], where h_t
-    goes in the next z, and h_t; carry (h, c), c updated in place."""
+def _lstm_joint_step(prod:_Product, keep:bool=True):
+    """The step for small inputs (`prod`: z ↦ z Wᵀ + b, W = [W_hh | W_ih]): x_t joins h_{t-1} in the product, so no
+    projection of the whole sequence is written and read back. Slots: z = [h_{t-1} | x_t], the gates (`a` and its
+    four blocks), h_t, c_t and `tc` (as `_lstm_update`), and the h part of the next z, where h_t goes too."""
     def step(slots, carry):
-        z, h_next, h_new = slots
-        i, f, g, o = prod(z).sigmoid_().chunk(4, 1)
-        _lstm_update(i, f, g, o, carry[1], h_new, carry[1], tc, keep=False)
+        z, a, i, f, g, o, h_new, c_new, tc, h_next = slots
+        if keep: torch.sigmoid(prod(z), out=a)           # i, f, σ(2z_g), o
+        else: i, f, g, o = prod(z).sigmoid_().chunk(4, 1)   # (no gates to keep: in place on the product's output)
+        _lstm_update(i, f, g, o, carry[1], h_new, c_new, tc, keep)
         h_next.copy_(h_new)
-        return (), (h_new, carry[1])
+        return (), (h_new, c_new)
     return step
 
 def _lstm_joint_product(W_ih:Tensor, b:Tensor, W_hh:Tensor, rows:int) -> _Product:
@@ -427,11 +428,15 @@ def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Te
     (T, B, I), H = x.shape, h0.shape[-1]
     new = (lambda *s: workspace.empty(x, *s)) if sizes is None else (lambda *s: workspace.empty(x, *s).zero_())
     hs = new(T + 1, B, H); hs[0] = h0
-    if not keep and sizes is None and I <= H:           # without gradients, small inputs: x_t in the step's product
+    if I <= H:                                           # small inputs: x_t joins h_{t-1} in the step's product
         Z = workspace.empty(x, T + 1, B, H + I); Z[:T, :, H:] = x; Z[0, :, :H] = h0   # z_t = [h_{t-1} | x_t]
-        step = _lstm_joint_step(joint or _lstm_joint_product(W_ih, b, W_hh, B), x.new_empty(B, H))
-        _, carry = _loop(step, (Z[:T], Z[1:, :, :H], hs[1:]), (h0, c0.clone()))
-        return hs, (None, carry[1], None)
+        saving = keep or sizes is not None
+        if saving: A, cs, tcs = workspace.empty(x, T, B, 4 * H), new(T + 1, B, H), workspace.empty(x, T, B, H)
+        else: A, cs, tcs = x.new_empty(1, B, 4 * H).expand(T, B, 4 * H), x.new_empty(1, B, H).expand(T + 1, B, H), x.new_empty(1, B, H).expand(T, B, H)
+        cs[0] = c0                                       # (without gradients the steps share one scratch of each)
+        step = _lstm_joint_step(joint or _lstm_joint_product(W_ih, b, W_hh, B), saving)
+        _, carry = _loop(step if sizes is None else _on_alive(step, sizes), (Z[:T], A, *A.chunk(4, -1), hs[1:], cs[1:], tcs, Z[1:, :, :H]), (h0, c0))
+        return hs, ((A, cs, tcs) if saving else (None, carry[1], None))
     W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
     b, step = (None if b is None else _double_g(b, H)), _lstm_step(_Product(W_hh, B), keep or sizes is not None)
     if keep or sizes is not None:                        # every step's gates, c_t and tanh(c_t), for the backward pass
