@@ -475,7 +475,9 @@ def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
     "`dW` += `d`ᵀ [parts | 1] over a block of steps (`Z`: a buffer whose last column holds ones): weights and bias in ONE product."
     Z, c = Z[:d.shape[0]], 0
     for p in parts: Z[..., c:c + p.shape[-1]] = p; c += p.shape[-1]
-    dW.addmm_(d.flatten(0, 1).t(), Z.flatten(0, 1))
+    D, Z = d.flatten(0, 1), Z.flatten(0, 1)
+    if not _onednn_ready(D): return dW.addmm_(D.t(), Z)
+    return dW.add_(torch.ops.mkldnn._linear_pointwise(Z.t(), D.t(), None, 'none', [], '').t())   # oneDNN's (Zᵀ d)ᵀ = dᵀ Z
 
 class _LSTMSequence(torch.autograd.Function):
     """A whole LSTM layer, input projection included, as one autograd node: the forward keeps, step by step,

@@ -8,7 +8,9 @@
    of the same function (the other way to register one); then a compiled block of 16 LSTM steps calling each of
    the two registered operators;
 3. the LSTM's forward pass for training (what the backward pass keeps) by the eager kernel and by the compiled
-   blocks of 16 steps that call `adaptive_rnn::packed_mm`, T=50 and T=784.
+   blocks of 16 steps that call `adaptive_rnn::packed_mm`, T=50 and T=784;
+4. the weight gradient of a block of steps, dW += dᵀ [h | x | 1] for d (16 or 32 steps × 256 rows, 4H=440) and
+   [h | x | 1] (112 columns): `addmm_` (MKL) against oneDNN's product (Zᵀ d)ᵀ, as `_weight_grads` computes it.
 
     python tools/lstm_step_probe.py > results/bench/lstm_step_probe.log
 """
@@ -104,6 +106,19 @@ def forward_for_training():
                 if r >= 2: ts[k].append(dt)
         print(f'3. T={T} forward keeping the activations: ' + ', '.join(f'{k} {statistics.median(v) * 1e3:.2f} ms' for k, v in ts.items()), flush=True)
 
+def weight_gradient(n=50):
+    for steps in (16, 32):
+        rows = steps * 256
+        d, Z, dW = torch.randn(rows, 440), torch.randn(rows, 112), torch.zeros(440, 112)
+        calls = {'addmm_': lambda: dW.addmm_(d.t(), Z),
+                 'oneDNN': lambda: dW.add_(torch.ops.mkldnn._linear_pointwise(Z.t(), d.t(), None, 'none', [], '').t())}
+        ts = {k: [] for k in calls}
+        for r in range(n + 5):
+            for k, f in calls.items():
+                t0 = time.perf_counter(); f(); dt = time.perf_counter() - t0
+                if r >= 5: ts[k].append(dt)
+        print(f'4. weight gradient of a {steps}-step block: ' + ', '.join(f'{k} {statistics.median(v) * 1e3:.2f} ms' for k, v in ts.items()), flush=True)
+
 def main():
     with cpu_settings(torch.device('cpu'), 2):
         print(f"torch {torch.__version__}, {device_name()}, {torch.get_num_threads()} threads; medians, rounds alternated")
@@ -111,5 +126,6 @@ def main():
         forward_ab()
         product_calls()
         forward_for_training()
+        weight_gradient()
 
 if __name__ == '__main__': main()
