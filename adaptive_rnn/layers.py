@@ -404,17 +404,16 @@ def _lstm_step(prod:_Product, keep:bool=True):
 
 def _lstm_joint_step(prod:_Product, tc:Tensor=None):
     """The step for small inputs (`prod`: z ↦ z Wᵀ + b, W = [W_hh | W_ih]): x_t joins h_{t-1} in the product, so no
-    projection of the whole sequence is written and read back. Slots: z = [h_{t-1} | x_t], h_t, the h part of the
-    next z (h_t goes there too), then, for the backward pass, the gates (`a` and its four blocks), c_t and tanh c_t.
-    Without those (inference) the step updates c in place and uses the scratch `tc`: three slots to slice per step."""
+    projection of the whole sequence is written and read back. Slots: z = [h_{t-1} | x_t] and h_t, the h part of
+    the next z; then, for the backward pass, the gates (`a` and its four blocks), c_t and tanh c_t. Without those
+    (inference) the step updates c in place and uses the scratch `tc`: two slots to slice per step."""
     def step(slots, carry):
-        z, h_new, h_next, *kept = slots
+        z, h_new, *kept = slots
         if kept:
             a, i, f, g, o, c_new, tc_t = kept
             torch.sigmoid(prod(z), out=a)                # i, f, σ(2z_g), o
         else: (i, f, g, o), c_new, tc_t = prod(z).sigmoid_().chunk(4, 1), carry[1], tc   # (in place on the product's output)
         _lstm_update(i, f, g, o, carry[1], h_new, c_new, tc_t, keep=bool(kept))
-        h_next.copy_(h_new)
         return (), (h_new, c_new)
     return step
 
@@ -430,18 +429,19 @@ def _lstm_forward(x:Tensor, W_ih:Tensor, b:Tensor, h0:Tensor, c0:Tensor, W_hh:Te
     step for small inputs without gradients, when the caller keeps one (else it is made here)."""
     (T, B, I), H = x.shape, h0.shape[-1]
     new = (lambda *s: workspace.empty(x, *s)) if sizes is None else (lambda *s: workspace.empty(x, *s).zero_())
-    hs = new(T + 1, B, H); hs[0] = h0
     if I <= H:                                           # small inputs: x_t joins h_{t-1} in the step's product
-        Z = workspace.empty(x, T + 1, B, H + I); Z[:T, :, H:] = x; Z[0, :, :H] = h0   # z_t = [h_{t-1} | x_t]
-        prod, slots = joint or _lstm_joint_product(W_ih, b, W_hh, B), (Z[:T], hs[1:], Z[1:, :, :H])
+        Z = new(T + 1, B, H + I); Z[:T, :, H:] = x       # z_t = [h_{t-1} | x_t]: h_t is written straight into z_{t+1}
+        hs = Z[..., :H]; hs[0] = h0                      # (so the outputs are a view with rows H + I apart)
+        prod = joint or _lstm_joint_product(W_ih, b, W_hh, B)
         if not keep and sizes is None:                   # without gradients: c in place, one scratch
-            _, carry = _loop(_lstm_joint_step(prod, x.new_empty(B, H)), slots, (h0, c0.clone()))
+            _, carry = _loop(_lstm_joint_step(prod, x.new_empty(B, H)), (Z[:T], hs[1:]), (h0, c0.clone()))
             return hs, (None, carry[1], None)
         A, cs, tcs = workspace.empty(x, T, B, 4 * H), new(T + 1, B, H), workspace.empty(x, T, B, H)
         cs[0] = c0
         step = _lstm_joint_step(prod)
-        _loop(step if sizes is None else _on_alive(step, sizes), (*slots, A, *A.chunk(4, -1), cs[1:], tcs), (h0, c0))
+        _loop(step if sizes is None else _on_alive(step, sizes), (Z[:T], hs[1:], A, *A.chunk(4, -1), cs[1:], tcs), (h0, c0))
         return hs, (A, cs, tcs)
+    hs = new(T + 1, B, H); hs[0] = h0
     W_ih, W_hh = _double_g(W_ih, H, 0), _double_g(W_hh, H, 0)      # the g rows doubled, once per call
     b, step = (None if b is None else _double_g(b, H)), _lstm_step(_Product(W_hh, B), keep or sizes is not None)
     if keep or sizes is not None:                        # every step's gates, c_t and tanh(c_t), for the backward pass
