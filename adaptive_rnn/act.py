@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number, fast_tanh
-from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _Product, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
+from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _Product, _add_grad_product, workspace, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
 
 # %% ../nbs/05_act.ipynb #115bd0e0
 def halting_probs(h:Tensor, epsilon:float=0.01) -> tuple:
@@ -242,6 +242,8 @@ class _ACTSequence(torch.autograd.Function):
         dxp1, dxp0 = x.new_empty(T, B, G), x.new_empty(T, B, G)          # δ of the projections with the flag at 1 and at 0
         dW_hh, db_hh, dw, db = torch.zeros_like(ops.W_hh), x.new_zeros(G), torch.zeros_like(w), x.new_zeros(())
         carry = tuple(x.new_zeros(B, w.shape[0]) if d is None else d for d in ds_T)   # δ of the mean-field state s_t
+        steps = sum(r[3].shape[0] for r in ctx.record)                   # every ponder step's δ and h_{n-1}, for one W_hh product at the end
+        Dhh, Hprev, k = workspace.empty(x, steps, B, G), workspace.empty(x, steps, B, ops.W_hh.shape[1]), 0
         for t in range(T - 1, -1, -1):
             s_prev, kept, states, h, p, N = ctx.record[t]
             ds, dr = (carry[0] + dY[t],) + carry[1:], drho[t]
@@ -260,15 +262,16 @@ class _ACTSequence(torch.autograd.Function):
                 dy = torch.addcmul(ds[0] * p[n].unsqueeze(-1), dz[n].unsqueeze(-1), w)   # p^n δs_t + δz^n W_h
                 rest = tuple(d * p[n].unsqueeze(-1) if cg is None else torch.addcmul(cg[i], d, p[n].unsqueeze(-1)) for i, d in enumerate(ds[1:], 1))
                 dhh, dxp, cg = ops.back(dy, kept[n], h_prev, (None if cg is None else cg[0], *rest))
-                dW_hh.addmm_(dhh.t(), h_prev)
+                Dhh[k], Hprev[k] = dhh, h_prev; k += 1
                 if not ops.fold: db_hh += dhh.sum(0)
                 if n == 0: dxp1[t] = dxp
                 elif n == K - 1: dxp0[t] = dxp
                 else: dxp0[t] += dxp
             if K == 1: dxp0[t] = 0
             carry = cg if ended is None else _where(ended[t], passed, cg)
+        _add_grad_product(dW_hh, Dhh.flatten(0, 1), Hprev.flatten(0, 1))
         dxp = dxp0.add_(dxp1).flatten(0, 1)                              # both reads see x_t through W_ih[:, 1:]
-        dW_ih = torch.cat([dxp1.sum((0, 1)).unsqueeze(1), dxp.t().mm(x.flatten(0, 1))], 1)
+        dW_ih = torch.cat([dxp1.sum((0, 1)).unsqueeze(1), _add_grad_product(x.new_zeros(G, I), dxp, x.flatten(0, 1))], 1)
         db_ih = dxp.sum(0) if ops.b_ih is not None else None
         if ops.fold and db_ih is not None: db_hh = db_ih
         return (None, None, None, None, dxp.mm(ops.W_ih[:, 1:]).view(T, B, I), dW_ih, db_ih, dW_hh,

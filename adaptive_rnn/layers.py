@@ -476,13 +476,17 @@ def _lstm_backward_step(prod:_Product, tmp:Tensor):
         return (), (prod(d), dc.mul_(f))                           # δh_{t-1} = δ W_hh, δc_{t-1} = δc_t ⊙ f
     return step
 
+def _add_grad_product(dW:Tensor, D:Tensor, Z:Tensor) -> Tensor:
+    """`dW` += `D`ᵀ `Z` for `D` `(rows, G)`, `Z` `(rows, K)`: a weight gradient, by oneDNN as (Zᵀ D)ᵀ where it can and
+    the rows are many (`tools/grad_product_probe.py`: faster from 320 rows up, slower at 160 and fewer), else by `addmm_`."""
+    if D.shape[0] < 256 or not _onednn_ready(D): return dW.addmm_(D.t(), Z)
+    return dW.add_(torch.ops.mkldnn._linear_pointwise(Z.t(), D.t(), None, 'none', [], '').t())
+
 def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
     "`dW` += `d`ᵀ [parts | 1] over a block of steps (`Z`: a buffer whose last column holds ones): weights and bias in ONE product."
     Z, c = Z[:d.shape[0]], 0
     for p in parts: Z[..., c:c + p.shape[-1]] = p; c += p.shape[-1]
-    D, Z = d.flatten(0, 1), Z.flatten(0, 1)
-    if not _onednn_ready(D): return dW.addmm_(D.t(), Z)
-    return dW.add_(torch.ops.mkldnn._linear_pointwise(Z.t(), D.t(), None, 'none', [], '').t())   # oneDNN's (Zᵀ d)ᵀ = dᵀ Z
+    return _add_grad_product(dW, d.flatten(0, 1), Z.flatten(0, 1))
 
 class _LSTMSequence(torch.autograd.Function):
     """A whole LSTM layer, input projection included, as one autograd node: the forward keeps, step by step,

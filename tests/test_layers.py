@@ -572,3 +572,15 @@ def test_inference_follows_weight_changes(I, H, monkeypatch):
         m.cells[0].weight_hh = nn.Parameter(ref.weight_hh_l0 * 0.5); ref.weight_hh_l0.mul_(0.5)   # another tensor
         same(x)
         same(x[:2])                                                 # another batch size
+
+
+@pytest.mark.parametrize('rows', [8, 300])                           # below and above the rows where oneDNN takes over
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_grad_product(rows, dtype):
+    D, Z = torch.randn(rows, 12, dtype=dtype), torch.randn(rows, 5, dtype=dtype)
+    dW = torch.ones(12, 5, dtype=dtype)
+    out = layers._add_grad_product(dW, D, Z)
+    assert out is dW                                                 # accumulated in place
+    close(dW, 1 + D.t() @ Z, 1e-4 if dtype == torch.float32 else 1e-10)
+    D2 = torch.randn(12, rows, dtype=dtype).t()                      # a transposed (non-contiguous) D
+    close(layers._add_grad_product(torch.zeros(12, 5, dtype=dtype), D2, Z), D2.t() @ Z, 1e-4 if dtype == torch.float32 else 1e-10)
