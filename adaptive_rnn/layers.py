@@ -645,6 +645,7 @@ _KEPT = weakref.WeakKeyDictionary()   # module -> {key: (the params and their ve
 def _kept(owner:nn.Module, key, make, *params):
     """`make()`, kept on `owner` under `key` while `params` stay the same tensors, unmodified (their version counters):
     what a layer derives from its weights (packed products) is made once for a run of inference calls, not per call."""
+    if any(p is not None and p.is_inference() for p in params): return make()   # (no version counter to watch)
     store = _KEPT.setdefault(owner, {})
     stamp = tuple((p, p._version) for p in params if p is not None)
     old = store.get(key)

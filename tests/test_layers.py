@@ -584,3 +584,18 @@ def test_grad_product(rows, dtype):
     close(dW, 1 + D.t() @ Z, 1e-4 if dtype == torch.float32 else 1e-10)
     D2 = torch.randn(12, rows, dtype=dtype).t()                      # a transposed (non-contiguous) D
     close(layers._add_grad_product(torch.zeros(12, 5, dtype=dtype), D2, Z), D2.t() @ Z, 1e-4 if dtype == torch.float32 else 1e-10)
+
+
+@pytest.mark.parametrize('cls, theirs', [(LSTM, nn.LSTM), (GRU, nn.GRU)])
+def test_inference_mode(cls, theirs):
+    torch.manual_seed(0)
+    ref = theirs(3, 7, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    with torch.inference_mode():
+        yr = ref(x)[0]
+        close(cls.from_torch(ref)(x)[0], yr)
+        m = cls.from_torch(ref)                                         # parameters made in inference mode: no version counter
+        close(m(x)[0], yr); close(m(x)[0], yr)
+    m = cls.from_torch(ref)
+    with torch.inference_mode(): close(m(x)[0], yr)                   # kept in inference mode, used again outside it
+    with torch.no_grad(): close(m(x)[0], yr)
