@@ -519,7 +519,8 @@ class _LSTMSequence(torch.autograd.Function):
         n = min(T, _CHUNK if ctx.chunk is None else ctx.chunk)
         Z = workspace.empty(x, n, B, H + I + 1); Z[..., -1] = 1
         dG = workspace.empty(x, n, B, G) if ctx.chunk is None else None
-        eager_step, carry = _lstm_backward_step(_Product(W_hh.t(), B), x.new_empty(B, H)), (dh.clone(), dc.clone())
+        carry = (dh.clone(), dc.clone())
+        eager_step = _lstm_backward_step(_Product(W_hh.t(), B), x.new_empty(B, H)) if ctx.chunk is None else None
         W_hh_t = [] if ctx.chunk is None else [W_hh.t().contiguous()]    # the compiled blocks' δ ↦ δ W_hh
         if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
         with _packed(*W_hh_t, rows=B):
