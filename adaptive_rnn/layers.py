@@ -303,11 +303,15 @@ def _onednn_pack(W:Tensor, rows:int=None):
     try: return torch.ops.mkldnn._reorder_linear_weight(W.detach().contiguous(), rows)
     except Exception: _ONEDNN['ok'] = False; return None                # (a build without it: torch.mm from now on)
 
+def _onednn_mm(x:Tensor, W:Tensor, bias:Tensor=None) -> Tensor:
+    "x Wᵀ (+ `bias`) by oneDNN's float32 product; `W` packed by `_onednn_pack`, or dense (packed on the fly)."
+    return torch.ops.mkldnn._linear_pointwise(x, W, bias, 'none', [], '')
+
 class _Product:
     "x ↦ x Wᵀ (+ `bias`) for a `W` that stays fixed during a call: oneDNN's product with `W` packed once, else `torch.mm`."
     def __init__(self, W:Tensor, rows:int=None, bias:Tensor=None): self.Wt, self.packed, self.bias = W.t(), _onednn_pack(W, rows), bias
     def _mm(self, x:Tensor, bias:Tensor=None) -> Tensor:
-        if self.packed is not None: return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, 'none', [], '')
+        if self.packed is not None: return _onednn_mm(x, self.packed, bias)
         return torch.mm(x, self.Wt) if bias is None else torch.addmm(bias, x, self.Wt)
     def __call__(self, x:Tensor) -> Tensor: return self._mm(x, self.bias)
     def add_(self, a:Tensor, x:Tensor) -> Tensor:
@@ -319,10 +323,12 @@ class _Product:
 
 _PACKED = {}   # (data pointer, shape, strides) of a weight -> its oneDNN packing, while a kernel's compiled blocks run
 
+def _packed_key(w:Tensor) -> tuple: return w.data_ptr(), tuple(w.shape), w.stride()
+
 def _packed_mm_impl(x:Tensor, w:Tensor) -> Tensor:
     "x wᵀ: oneDNN's product when `w` is registered by `_packed`, else `torch.mm`."
-    packed = _PACKED.get((w.data_ptr(), tuple(w.shape), w.stride()))
-    return torch.mm(x, w.t()) if packed is None else torch.ops.mkldnn._linear_pointwise(x, packed, None, 'none', [], '')
+    packed = _PACKED.get(_packed_key(w))
+    return torch.mm(x, w.t()) if packed is None else _onednn_mm(x, packed)
 
 _lib = torch.library.Library('adaptive_rnn', 'FRAGMENT')
 try:
@@ -334,10 +340,12 @@ _packed_mm = torch.ops.adaptive_rnn.packed_mm.default
 
 @contextmanager
 def _packed(*ws:Tensor, rows:int=None):
-    "Inside the block, `_packed_mm(x, w)` multiplies by each of `ws` (contiguous, owned by the caller) packed for oneDNN once."
+    """Inside the block, `_packed_mm(x, w)` multiplies by each of `ws` (contiguous, owned by the caller; None: nothing
+    to register) packed for oneDNN once."""
     keys = []
     for w in ws:
-        key = (w.data_ptr(), tuple(w.shape), w.stride())
+        if w is None: continue
+        key = _packed_key(w)
         if key in _PACKED: continue
         packed = _onednn_pack(w, rows)
         if packed is not None: _PACKED[key] = packed; keys.append(key)
@@ -480,7 +488,7 @@ def _add_grad_product(dW:Tensor, D:Tensor, Z:Tensor) -> Tensor:
     """`dW` += `D`ᵀ `Z` for `D` `(rows, G)`, `Z` `(rows, K)`: a weight gradient, by oneDNN as (Zᵀ D)ᵀ where it can and
     the rows are many (`tools/grad_product_probe.py`: faster from 320 rows up, slower at 160 and fewer), else by `addmm_`."""
     if D.shape[0] < 256 or not _onednn_ready(D): return dW.addmm_(D.t(), Z)
-    return dW.add_(torch.ops.mkldnn._linear_pointwise(Z.t(), D.t(), None, 'none', [], '').t())
+    return dW.add_(_onednn_mm(Z.t(), D.t()).t())
 
 def _weight_grads(dW:Tensor, d:Tensor, parts:tuple, Z:Tensor):
     "`dW` += `d`ᵀ [parts | 1] over a block of steps (`Z`: a buffer whose last column holds ones): weights and bias in ONE product."
@@ -521,9 +529,9 @@ class _LSTMSequence(torch.autograd.Function):
         dG = workspace.empty(x, n, B, G) if ctx.chunk is None else None
         carry = (dh.clone(), dc.clone())
         eager_step = _lstm_backward_step(_Product(W_hh.t(), B), x.new_empty(B, H)) if ctx.chunk is None else None
-        W_hh_t = [] if ctx.chunk is None else [W_hh.t().contiguous()]    # the compiled blocks' δ ↦ δ W_hh
+        W_hh_t = None if ctx.chunk is None else W_hh.t().contiguous()    # the compiled blocks' δ ↦ δ W_hh
         if ctx.sizes is not None: eager_step = _on_alive(eager_step, ctx.sizes, reverse=True)
-        with _packed(*W_hh_t, rows=B):
+        with _packed(W_hh_t, rows=B):
             t1 = T
             for A, c_prev, tc in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
                 for s1 in range(A.shape[0], 0, -n):                           # and within a block, n steps at a time
@@ -533,7 +541,7 @@ class _LSTMSequence(torch.autograd.Function):
                         d = dG[:s1 - s0]
                         if ctx.sizes is not None: d.zero_()                   # the rows past their end get no gradient
                         _, carry = _loop(eager_step, (slots[0], slots[1], *slots[1].chunk(4, -1), *slots[2:], d, *d.chunk(4, -1)), carry, reverse=True)
-                    else: d, carry = _compiled_chunk(partial(_lstm_fused_back, *W_hh_t), slots, carry, None, True)
+                    else: d, carry = _compiled_chunk(partial(_lstm_fused_back, W_hh_t), slots, carry, None, True)
                     if need_W: _weight_grads(dW, d, (hs[t0:t1], x[t0:t1]), Z)
                     if need_x: torch.mm(d.flatten(0, 1), W_ih, out=dx[t0:t1].view(-1, I))
                     t1 = t0
@@ -616,9 +624,9 @@ class _GRUSequence(torch.autograd.Function):
         Zh, Zx = workspace.empty(x, n, B, H + 1), workspace.empty(x, n, B, I + 1)
         Zh[..., -1], Zx[..., -1], carry = 1, 1, (dh.clone(),)
         if ctx.chunk is None: dHH, dXP, step = workspace.empty(x, n, B, G), workspace.empty(x, n, B, G), _gru_backward_step(_Product(W_hh.t(), B))
-        else: W_hh_t = W_hh.t().contiguous()                               # the compiled blocks' δ ↦ δ W_hh
+        W_hh_t = None if ctx.chunk is None else W_hh.t().contiguous()    # the compiled blocks' δ ↦ δ W_hh
         if ctx.sizes is not None: step = _on_alive(step, ctx.sizes, reverse=True)
-        with _packed(*([] if ctx.chunk is None else [W_hh_t]), rows=B):
+        with _packed(W_hh_t, rows=B):
             t1 = T
             for RZ, N, HHn in reversed([saved[k:k + 3] for k in range(0, len(saved), 3)]):   # the saved blocks, last first
                 for s1 in range(RZ.shape[0], 0, -n):                         # and within a block, n steps at a time

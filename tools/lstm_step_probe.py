@@ -68,7 +68,7 @@ def product_calls(n=3000):
             t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
         return statistics.median(ts) * 1e6
     with layers._packed(W, rows=B):
-        packed = layers._PACKED[(W.data_ptr(), tuple(W.shape), W.stride())]
+        packed = layers._PACKED[layers._packed_key(W)]
         calls = {'oneDNN directly': lambda: torch.ops.mkldnn._linear_pointwise(h, packed, None, 'none', [], ''),
                  'adaptive_rnn::packed_mm': lambda: layers._packed_mm(h, W),
                  'custom_op wrapper': lambda: custom_packed_mm(h, W)}
