@@ -47,10 +47,13 @@ def check_number(v, name:str, low:float=0.0) -> float:
 class RecurrentCell(nn.Module):
     "Base of every cell: `torch.nn` parameters and `cell(x, state)`, split into `project` (input) and `step`."
     n_gates, n_states = 1, 1  # weight blocks stacked in `weight_ih`; tensors in the state tuple
-    def __init__(self, input_size:int, hidden_size:int, bias:bool=True, device=None, dtype=None):
+    glorot_kernels = ((0.,),)  # init='glorot': the gates of each kernel the authors' code draws at once, with their bias
+    def __init__(self, input_size:int, hidden_size:int, bias:bool=True, device=None, dtype=None,
+                 init:str='torch'):  # 'torch': torch.nn's U(±1/√H); 'glorot': the Skip RNN authors' (see `reset_parameters`)
         super().__init__()
         for name, v in (('input_size', input_size), ('hidden_size', hidden_size)): check_int(v, name)
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        if init not in ('torch', 'glorot'): raise ValueError(f"`init` must be 'torch' or 'glorot', got {init!r}")
+        self.input_size, self.hidden_size, self.bias, self.init = input_size, hidden_size, bias, init
         G, kw = self.n_gates * hidden_size, dict(device=device, dtype=dtype)
         self.weight_ih = nn.Parameter(torch.empty(G, input_size, **kw))
         self.weight_hh = nn.Parameter(torch.empty(G, hidden_size, **kw))
@@ -59,9 +62,22 @@ class RecurrentCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        "Every parameter uniform in ±1/√H, as `torch.nn` initialises them."
-        k = 1 / math.sqrt(self.hidden_size)
-        for p in self.parameters(): nn.init.uniform_(p, -k, k)
+        "`init='torch'`: every parameter uniform in ±1/√H, as `torch.nn`. `'glorot'`: as the Skip RNN authors' TensorFlow code."
+        if self.init == 'torch':
+            k = 1 / math.sqrt(self.hidden_size)
+            for p in self.parameters(): nn.init.uniform_(p, -k, k)
+            return
+        # Each kernel of `glorot_kernels` acts on [x, h]: Glorot-uniform over its (I + H) x (gates * H) matrix; the
+        # biases are zero but for the values listed (the LSTM's forget gate and the GRU's reset and update gates: 1).
+        I, H, row = self.input_size, self.hidden_size, 0
+        with torch.no_grad():
+            for gate_biases in self.glorot_kernels:
+                rows = slice(row, row + len(gate_biases) * H); row += len(gate_biases) * H
+                bound = math.sqrt(6 / (I + H + len(gate_biases) * H))
+                for w in (self.weight_ih, self.weight_hh): w[rows].uniform_(-bound, bound)
+                if self.bias_ih is not None:
+                    self.bias_ih[rows] = torch.tensor(gate_biases, dtype=self.bias_ih.dtype).repeat_interleave(H)
+            if self.bias_hh is not None: self.bias_hh.zero_()
 
     def project(self, x:Tensor) -> Tensor:
         "The input's contribution $W_{ih} x + b_{ih}$, for any leading dims: `(..., I) -> (..., n_gates*H)`."
@@ -98,10 +114,11 @@ def fast_tanh(x:Tensor) -> Tensor:
 # %% ../nbs/00_rnn.ipynb #5c2eac3f
 class RNNCell(RecurrentCell):
     "Elman RNN cell $h' = \\tanh(W_{ih}x + b_{ih} + W_{hh}h + b_{hh})$, a drop-in for `torch.nn.RNNCell`."
-    def __init__(self, input_size:int, hidden_size:int, bias:bool=True, nonlinearity:str='tanh', device=None, dtype=None):
+    def __init__(self, input_size:int, hidden_size:int, bias:bool=True, nonlinearity:str='tanh', device=None, dtype=None,
+                 init:str='torch'):
         if nonlinearity not in ('tanh', 'relu'): raise ValueError(f"`nonlinearity` must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, device, dtype)
+        super().__init__(input_size, hidden_size, bias, device, dtype, init)
 
     def step(self, xp:Tensor, state:tuple) -> tuple:
         "One step from the projected input `xp` `(B, H)` and `state` `(h,)`."
@@ -117,6 +134,7 @@ def set_flush_denormal(on:bool=True) -> bool:
 class LSTMCell(RecurrentCell):
     "LSTM cell, a drop-in for `torch.nn.LSTMCell`: gates stacked $i, f, g, o$; state `(h, c)`."
     n_gates, n_states = 4, 2
+    glorot_kernels = ((0., 1., 0., 0.),)   # one kernel; forget-gate bias 1 (TensorFlow's forget_bias=1.0)
 
     def step(self, xp:Tensor, state:tuple) -> tuple:
         "One step from the projected input `xp` `(B, 4H)` and `state` `(h, c)`."
@@ -129,6 +147,7 @@ class LSTMCell(RecurrentCell):
 class GRUCell(RecurrentCell):
     "GRU cell, a drop-in for `torch.nn.GRUCell`: gates stacked $r, z, n$; state `(h,)`."
     n_gates = 3
+    glorot_kernels = ((1., 1.), (0.,))   # the r, z kernel with biases 1, then the candidate's
 
     def step(self, xp:Tensor, state:tuple) -> tuple:
         "One step from the projected input `xp` `(B, 3H)` and `state` `(h,)`."

@@ -8,7 +8,8 @@ __all__ = ['CLIError', 'build_parser', 'main']
 # %% ../nbs/cli.ipynb #b651ca6a
 import argparse, importlib.util, math, sys, textwrap
 from pathlib import Path
-from .experiments import EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text
+from .experiments import (EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text,
+                                      parse_settings, sweep, report)
 
 # %% ../nbs/cli.ipynb #d6ee5926
 class _Parser(argparse.ArgumentParser):
@@ -31,6 +32,12 @@ _nonneg = _number(float, lambda v: math.isfinite(v) and v >= 0, 'a non-negative 
 _pos_int = _number(int, lambda v: v >= 1, 'an integer >= 1')
 _nonneg_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 
+def _list_of(parse):
+    "Comma-separated values, each parsed by `parse`."
+    def parse_list(s): return [parse(x) for x in s.split(',') if x.strip()]
+    parse_list.__name__ = f'comma-separated {parse.__name__}'
+    return parse_list
+
 # %% ../nbs/cli.ipynb #3620e118
 def _epilog() -> str:
     lines = ['experiments (paper settings; --quick runs in seconds on a CPU):']
@@ -52,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The `adaptive-rnn` argument parser."
     p = _Parser(prog='adaptive-rnn', description='Train and evaluate Skip RNN, ACT and Repeat RNN models on the experiments of their papers.',
                 epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest='command', metavar='{list,run,bench}')
+    sub = p.add_subparsers(dest='command', metavar='{list,run,sweep,report,bench}')
     sub.add_parser('list', help='the experiments, models and paper settings')
     r = sub.add_parser('run', help='train a model on an experiment (resumes from its folder)', epilog=_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,9 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--device', default='cpu', help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     r.add_argument('--out', type=Path, metavar='DIR', help='run folder (default results/<experiment>/<model>[_lam…|_tau…|_rep…]_seed<S>[_quick])')
     r.add_argument('--data', type=Path, metavar='DIR', help='dataset folder (mnist files, aclImdb, UCF-101 features)')
-    r.add_argument('--steps', type=_pos_int, metavar='N', help='override the number of training steps')
+    r.add_argument('--steps', type=_pos_int, metavar='N', help='train N steps (replaces the setting\'s steps or epochs)')
+    r.add_argument('--epochs', type=_pos_int, metavar='N', help='train N epochs (mnist, imdb, ucf101)')
+    r.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any other setting, e.g. --set clip=null --set task.placement=first')
+    r.add_argument('--threads', type=_pos_int, metavar='N', help='CPU threads (not part of the run\'s configuration)')
     r.add_argument('--checkpoint-every', type=_nonneg, default=60., metavar='SECONDS', help='seconds between checkpoints (default 60; 0: every step)')
     r.add_argument('--no-progress', action='store_true', help='no progress bar')
+    s = sub.add_parser('sweep', help="run a paper's grid of models, knobs and seeds (resumable; finished runs are skipped)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog())
+    s.add_argument('experiment', help=f"one of: {', '.join(EXPERIMENTS)}")
+    s.add_argument('--models', type=_list_of(str), metavar='M1,M2', help="models (default: the paper's table)")
+    s.add_argument('--cost-per-sample', type=_list_of(_nonneg), metavar='λ1,λ2', help='λ values for the skip models (default: the table\'s)')
+    s.add_argument('--tau', type=_list_of(_nonneg), metavar='τ1,τ2', help='τ values for ACT (default: the table\'s)')
+    s.add_argument('--repeats', type=_list_of(_pos_int), metavar='ρ1,ρ2', help='ρ values for the Repeat RNN (default: the table\'s)')
+    s.add_argument('--seeds', metavar='0-3', help="seeds, e.g. 0-3 or 0,2 (default: the setting's number of seeds)")
+    s.add_argument('--jobs', type=_pos_int, default=1, metavar='N', help='runs at a time, each with cores // N threads (default 1)')
+    s.add_argument('--threads', type=_pos_int, metavar='N', help='threads per run instead of cores // jobs')
+    s.add_argument('--quick', action='store_true', help='the quick settings')
+    s.add_argument('--steps', type=_pos_int, metavar='N', help='train every run N steps')
+    s.add_argument('--epochs', type=_pos_int, metavar='N', help='train every run N epochs (mnist, imdb, ucf101)')
+    s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any other setting for every run')
+    s.add_argument('--root', type=Path, default=Path('results'), metavar='DIR', help='run folders go to DIR/<experiment>/ (default results)')
+    s.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N, mps or auto (default cpu)')
+    s.add_argument('--dry-run', action='store_true', help='print the plan and its estimated time, run nothing')
+    s.add_argument('--no-progress', action='store_true', help='no progress bar')
+    rp = sub.add_parser('report', help="the paper's table beside ours (Markdown, CSV) and the smoothed curves (PNG)")
+    rp.add_argument('experiment', help=f"one of: {', '.join(EXPERIMENTS)}")
+    rp.add_argument('--runs', metavar='GLOB', help="run folders (default results/<experiment>/*)")
+    rp.add_argument('--out', type=Path, metavar='DIR', help='where to write table.md, table.csv, curves.png (default results/<experiment>/report)')
     b = sub.add_parser('bench', help='speed and memory benchmarks (adaptive_rnn.bench)')
     b.add_argument('name', help='the benchmark to run')
     b.add_argument('--out', type=Path, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
@@ -79,17 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
 def _list(out=sys.stdout):
     print(_epilog(), file=out)
 
+def _overrides(a) -> dict:
+    "The settings given by `--steps`, `--epochs` and `--set`."
+    over = parse_settings(a.set)
+    for k in ('steps', 'epochs'):
+        if getattr(a, k): over[k] = getattr(a, k)
+    return over
+
 def _run(a) -> int:
     get_experiment(a.experiment); get_model(a.model)          # unknown names: one-line errors
-    over = dict(steps=a.steps) if a.steps else {}
     r = run_experiment(a.experiment, a.model, cost_per_sample=a.cost_per_sample, tau=a.tau, repeats=a.repeats, seed=a.seed,
                        quick=a.quick, device=a.device, out=a.out, data_root=a.data, progress=not a.no_progress,
-                       checkpoint_every=a.checkpoint_every, **over)
+                       checkpoint_every=a.checkpoint_every, threads=a.threads, **_overrides(a))
     f, e = r.final, get_experiment(a.experiment)
     ponder = f" ponder {f['ponder']:.3f}," if f.get('ponder') is not None else ''
-    print(f"{a.experiment} / {r.out.name}: {e.metric_name} {f['metric']:.4g} ({f['split']}), {f['updates']:.4g} updates per sequence,"
+    metric = 'n/a' if f.get('metric') is None else f"{f['metric']:.4g}"
+    print(f"{a.experiment} / {r.out.name}: {e.metric_name} {metric} ({f['split']}), {f['updates']:.4g} updates per sequence,"
           f"{ponder} {f['steps']} steps{', solved at step ' + str(f['solved_step']) if f.get('solved') else ''}, {f['wall_s']:.1f} s")
     print(f"wrote {r.out}/{{config.json,log.csv,final.json}}")
+    return 0
+
+def _sweep(a) -> int:
+    get_experiment(a.experiment)
+    res = sweep(a.experiment, a.models, cost_per_sample=a.cost_per_sample, tau=a.tau, repeats=a.repeats, seeds=a.seeds, quick=a.quick,
+                jobs=a.jobs, threads=a.threads, root=a.root, device=a.device, dry_run=a.dry_run, progress=not a.no_progress, **_overrides(a))
+    return 1 if res.outcome.str.startswith('failed').any() else 0
+
+def _report(a) -> int:
+    t = report(a.experiment, a.runs, a.out)
+    out = a.out or Path('results') / a.experiment / 'report'
+    print(t.to_string())
+    print(f"wrote {out}/{{table.md,table.csv,curves.png}}")
     return 0
 
 def _bench(a) -> int:
@@ -109,7 +161,7 @@ def main(argv=None) -> int:
         a = p.parse_args(argv)
         if a.command is None: p.print_help(); return 2
         if a.command == 'list': _list(); return 0
-        return _run(a) if a.command == 'run' else _bench(a)
+        return dict(run=_run, sweep=_sweep, report=_report, bench=_bench)[a.command](a)
     except (CLIError, ValueError, TypeError, FileNotFoundError) as e:
         msg = str(e).strip().splitlines()
         print(f"adaptive-rnn: error: {' '.join(msg) if msg else type(e).__name__}", file=sys.stderr)
@@ -119,3 +171,7 @@ def main(argv=None) -> int:
     except SystemExit as e: return e.code if isinstance(e.code, int) else 0   # --help
     except KeyboardInterrupt:
         print("adaptive-rnn: interrupted; run the same command to resume from the last checkpoint", file=sys.stderr); return 130
+
+# %% ../nbs/cli.ipynb #56550b81
+#| eval: false
+if __name__ == '__main__': sys.exit(main())   # python -m adaptive_rnn.cli, as the sweep starts its runs

@@ -105,6 +105,8 @@ class Recurrent(nn.Module):
                                                   dtype=dtype, **cell_kwargs) for l in range(num_layers))
         n = self.cells[0].n_states
         self.init_states = nn.Parameter(torch.zeros(num_layers, n, hidden_size, device=device, dtype=dtype)) if learn_init else None
+        if learn_init and getattr(self.cells[0], 'init', 'torch') == 'glorot':   # the authors' code draws s_0 from N(0, 1)
+            with torch.no_grad(): self.init_states.normal_()
 
     def initial_state(self, batch_size:int) -> list:
         "Per layer, a tuple of `(batch_size, H)` tensors: zeros, or the trained initial state when `learn_init`."

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['USED', 'SKIPPED', 'smooth', 'run_label', 'read_log', 'learning_curves', 'plot_used_pixels', 'plot_used_samples',
-           'plot_ponder', 'ponder_frame', 'ponder_boxplot', 'read_finals', 'paper_vs_ours']
+           'plot_ponder', 'ponder_frame', 'ponder_boxplot', 'read_finals', 'paper_vs_ours', 'first_step_meeting',
+           'read_runs', 'mean_std']
 
 # %% ../nbs/10_plots.ipynb #3c5ff08b
 import glob, json, math, re
@@ -189,3 +190,35 @@ def paper_vs_ours(rows:list,                # dicts: `model` (label), `paper` ({
     df.columns = pd.MultiIndex.from_tuples([(a, ours if b == 'ours' else b) for a, b in df.columns])
     if len(n) > 1: df[('', 'N seeds')] = ns
     return df
+
+# %% ../nbs/10_plots.ipynb #65f5dfcd
+def first_step_meeting(steps, values, meets, smoothed:bool=False, window:int=71, order:int=3):
+    "The first of `steps` where `meets(value)` holds, on the whole curve smoothed (`smoothed`) or as measured; None if never."
+    steps, values = np.asarray(steps), np.asarray(values, dtype=float)
+    if steps.shape != values.shape or steps.ndim != 1: raise ValueError(f"`steps` and `values` must be 1-d of one length, got {steps.shape} and {values.shape}")
+    ok = ~np.isnan(values)
+    steps, values = steps[ok], values[ok]
+    if not len(values): return None
+    v = smooth(values, window, order) if smoothed else values
+    hit = [i for i, x in enumerate(v) if meets(float(x))]
+    return int(steps[hit[0]]) if hit else None
+
+# %% ../nbs/10_plots.ipynb #6e674ef3
+def read_runs(runs) -> list:
+    "`{path, name, config, final (None until finished), log}` of each run folder `runs` (a glob or a list) that has a config.json."
+    paths = sorted(glob.glob(str(runs))) if isinstance(runs, (str, Path)) else list(runs)
+    out = []
+    for p in map(Path, paths):
+        if not (p / 'config.json').is_file(): continue
+        def load(name):
+            try: return json.loads((p / name).read_text())
+            except json.JSONDecodeError as e: raise ValueError(f"{p / name} is not valid JSON ({e}); delete it to redo that part of the run") from None
+        log = read_log(p) if (p / 'log.csv').exists() else pd.DataFrame()
+        out.append(dict(path=p, name=p.name, config=load('config.json'), final=load('final.json') if (p / 'final.json').exists() else None, log=log))
+    return out
+
+def mean_std(values, fmt='{:.3g}') -> str:
+    "'mean ± std' (sample std) of `values`, the mean alone for one value, '–' for none; `fmt` a format string or a callable."
+    a = np.asarray([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], dtype=float)
+    if not len(a): return '–'
+    return _fmt(a.mean(), fmt) + (f' ± {_fmt(a.std(ddof=1), fmt)}' if len(a) > 1 else '')

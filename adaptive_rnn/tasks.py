@@ -119,13 +119,16 @@ def _period_range(name, r) -> tuple:
 # %% ../nbs/07_tasks.ipynb #8e11c9b7
 def parity_task(batch_size:int, # number of vectors B
                 input_size:int=64, # length of each vector (64 in the thesis)
+                placement:str='random', # where the non-zero entries go: 'random' (Graves) or 'first' (the ACT thesis' code)
                 *, device=None, dtype:torch.dtype=torch.float32, seed:int|None=None, generator:torch.Generator|None=None,
                ) -> tuple[Tensor, Tensor]: # x `(B, 1, input_size)` in {-1, 0, 1}, y `(B, 1)` in {0, 1}
     "Parity: is the number of +1 entries odd? One time step per sequence."
     B, n = _check_int('batch_size', batch_size), _check_int('input_size', input_size)
     device, dtype, g = as_device(device), _check_dtype(dtype), make_generator(seed, generator)
+    if placement not in ('random', 'first'): raise ValueError(f"`placement` must be 'random' or 'first', got {placement!r}")
     k = torch.randint(1, n + 1, (B, 1), generator=g)                     # how many entries are non-zero
-    rank = torch.rand(B, n, generator=g).argsort(1).argsort(1)           # a random permutation of 0..n-1 per row
+    if placement == 'random': rank = torch.rand(B, n, generator=g).argsort(1).argsort(1)   # a random permutation of 0..n-1 per row
+    else: rank = torch.arange(n).expand(B, n)                            # the first k positions
     sign = torch.randint(0, 2, (B, n), generator=g) * 2 - 1
     x = torch.where(rank < k, sign, 0)
     y = (x == 1).sum(1, keepdim=True) % 2

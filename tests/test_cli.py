@@ -34,7 +34,7 @@ def test_quick_run_writes_the_three_files_in_time(reference):
     assert FILES <= {p.name for p in out.iterdir()}
     assert wall < 120, f'quick run took {wall:.0f} s'
     log = pd.read_csv(out / 'log.csv')
-    assert list(log.columns) == ['step', 'wall_s', 'loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'lr', 'flops']
+    assert list(log.columns) == ['step', 'wall_s', 'loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'repetitions', 'lr', 'flops']
     final = json.loads((out / 'final.json').read_text())
     assert final['steps'] == log.step.iloc[-1] and final['split'] == 'test'
     assert json.loads((out / 'config.json').read_text())['experiment'] == 'adding'
