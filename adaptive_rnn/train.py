@@ -143,6 +143,7 @@ def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, 
              batch_size:int=1024, device='cpu') -> dict:
     "Mean loss, task loss, budget loss, metric, updates per sequence, ponder and repetitions of `model` on `data` (`(x, y)` or a dataset)."
     was_training = model.training; model.eval()
+    act = any(hasattr(m, 'halting_unit') for m in model.modules())   # ACT: the thesis counts N - 1 + R
     tot = dict(loss=0., task_loss=0., budget_loss=0., metric=0., updates=0., ponder=0., per_input=0.)
     has_ponder = False
     n = len(data[0]) if _is_pair(data) else len(data)
@@ -158,7 +159,7 @@ def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, 
     res = {k: v / n for k, v in tot.items()}
     per_input = res.pop('per_input')
     if not has_ponder: res['ponder'] = math.nan
-    res['repetitions'] = res['ponder'] - 1 if has_ponder else per_input   # the ACT thesis' "mean repetitions"
+    res['repetitions'] = res['ponder'] - 1 if act and has_ponder else per_input   # the ACT thesis' "mean repetitions"
     return res
 
 # %% ../nbs/09_training.ipynb #2b95c6b4
