@@ -121,6 +121,15 @@ def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     if sparse: raise NotImplementedError("`sparse=True` needs the sparse path of chapter 04")
     return False
 
+def _forward_masked(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None):
+    "Eqs. 4.2–4.5 on every row at every step, unrolled under autograd: time-major `(output, final states, u_t, ũ_t, ũ_{T+1})`."
+    T, B = x.shape[:2]
+    r = self._draws(T, B, x)
+    xp = self.cells[0].project(x)
+    (out, us, uts), carry = unroll(self._skip_step(), xp if r is None else (xp, r), (*(s for st in states for s in st), ut), lengths)
+    n = self.cells[0].n_states
+    return out, [tuple(carry[l * n:(l + 1) * n]) for l in range(self.num_layers)], us, uts, carry[-1]
+
 def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optional[bool]=None, u_tilde=None) -> SkipOutput:
     "`x` `(B, T, I)` (or `(T, B, I)`) → `SkipOutput`; `u_tilde` is ũ_1 (default 1), `sparse` picks the path."
     x, lengths, unbatched = self._prepare(x, lengths)
@@ -129,20 +138,16 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
     ut = self._initial_u_tilde(u_tilde, B, x)
     need_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())
                                              or any(s.requires_grad for st in states for s in st))
-    if self._pick_sparse(sparse, need_grad): out, finals, us, uts, ut = self._forward_sparse(x, states, ut, lengths)
-    else:
-        r = self._draws(T, B, x)
-        xp = self.cells[0].project(x)
-        (out, us, uts), carry = unroll(self._skip_step(), xp if r is None else (xp, r), (*(s for st in states for s in st), ut), lengths)
-        n = self.cells[0].n_states
-        finals, ut = [tuple(carry[l * n:(l + 1) * n]) for l in range(self.num_layers)], carry[-1]
+    path = self._forward_sparse if self._pick_sparse(sparse, need_grad) else self._forward_dense
+    out, finals, us, uts, ut = path(x, states, ut, lengths)
     state, us, uts, ut = self._join_state(finals, unbatched), us.transpose(0, 1), uts.transpose(0, 1), ut[:, 0]
     if self.batch_first: out = out.transpose(0, 1)
     if unbatched:
         out, us, uts, ut = out.squeeze(0 if self.batch_first else 1), us[0], uts[0], ut[0]
     return SkipOutput(out, state, us, uts, ut)
 
-SkipRNN._pick_sparse, SkipRNN.forward = _pick_sparse, _forward
+SkipRNN._pick_sparse, SkipRNN._forward_masked, SkipRNN.forward = _pick_sparse, _forward_masked, _forward
+SkipRNN._forward_dense = _forward_masked   # chapter 04 puts a whole-sequence kernel in front of it for training
 
 # %% ../nbs/03_skip_rnn.ipynb #1e1c07b4
 class SkipLSTM(SkipRNN):
@@ -341,3 +346,203 @@ def _pick_sparse(self:SkipRNN, sparse, need_grad:bool) -> bool:
     return sparse
 
 SkipRNN._pick_sparse = _pick_sparse
+
+# %% ../nbs/04_skip_inference.ipynb #a9d9c2d3
+from .layers import (_Product, _double_g, _lstm_update, _lstm_backward_step, _gru_step, _gru_backward_step, _gru_blocks,
+                                  _add_grad_product)
+
+# %% ../nbs/04_skip_inference.ipynb #e09c0a4d
+class _LSTMOps:
+    """The LSTM step of the Skip kernel, chapter 02's: forward on every row (`_lstm_update`), keeping the activated
+    gates (i, f, σ(2z_g), o) and tanh c'; backward (`_lstm_backward_step`) on the rows it is given."""
+    fold_b_hh, double_g, n_x = True, True, 4                 # b_hh joins the input side; the g rows doubled (one sigmoid)
+    def __init__(self, cell, T:int, B:int, like:Tensor):
+        self.H = H = cell.hidden_size
+        self.XP = self.A = like.new_empty(T, B, 4 * H)                   # the projection's slot becomes the gates'
+        self.TC, self.W_t = like.new_empty(T, B, H), _double_g(cell.weight_hh.detach(), H, 0).t()   # the g rows doubled
+    def forward(self, t:int, state:Tensor, out:Tensor):
+        "From `XP[t]` = W_ih x + b_ih + b_hh (g rows doubled) and `state` = [h | c]: the candidate [h' | c'] into `out`."
+        H, a = self.H, self.A[t]
+        a.addmm_(state[:, :H], self.W_t).sigmoid_()                     # i, f, σ(2 z_g), o: one sigmoid
+        _lstm_update(*a.chunk(4, 1), state[:, H:], out[:, :H], out[:, H:], self.TC[t])
+    def backward_setup(self, W_hh:Tensor, B:int, like:Tensor):
+        self.back, self.zero = _lstm_backward_step(_Product(W_hh.t(), B), like.new_empty(B, self.H)), like.new_zeros(B, self.H)
+    def backward(self, t:int, idx, g:Tensor, state:Tensor, cand, d:Tensor, d_h=None):
+        "From ∂L/∂[h' | c'] `g` on the rows `idx` (all: None): the pre-activation gradients into `d`, and ∂L/∂[h | c] into `g`."
+        H, k = self.H, g.shape[0]
+        a = _rows(self.A[t], idx)
+        slots = (self.zero[:k], a, *a.chunk(4, 1), state[:, H:], _rows(self.TC[t], idx), d, *d.chunk(4, 1))
+        _, (gh, _) = self.back(slots, (g[:, :H], g[:, H:]))              # (∂L/∂c comes back in place)
+        g[:, :H] = gh
+
+class _GRUOps:
+    """The GRU step of the Skip kernel, chapter 02's (`_gru_step`, `_gru_backward_step`): keeps (r, z, n) in the
+    input projection's slot and W_hh h + b_hh."""
+    fold_b_hh, double_g, n_x = False, False, 3               # the reset gate multiplies b_hn: it stays on the recurrent side
+    def __init__(self, cell, T:int, B:int, like:Tensor):
+        self.H = H = cell.hidden_size
+        self.XP, self.HH = like.new_empty(T, B, 3 * H), like.new_empty(T, B, 3 * H)
+        self.step = _gru_step(_Product(cell.weight_hh.detach(), B), cell.bias_hh.detach())
+    def forward(self, t:int, h:Tensor, out:Tensor):
+        "From `XP[t]` = W_ih x + b_ih, which the step overwrites with (r, z, n), and `h`: the candidate h' into `out`."
+        self.step((*_gru_blocks(self.XP[t], self.HH[t], self.H), out), (h,))
+    def backward_setup(self, W_hh:Tensor, B:int, like:Tensor):
+        self.back, self.zero = _gru_backward_step(_Product(W_hh.t(), B)), like.new_zeros(B, self.H)
+    def backward(self, t:int, idx, g:Tensor, h:Tensor, cand, d_x:Tensor, d_h:Tensor):
+        H, k = self.H, g.shape[0]
+        rzn, hh_n = _rows(self.XP[t], idx), _rows(self.HH[t][:, 2 * H:], idx)   # (r, z, n) and W_hn h + b_hn
+        rz = rzn[:, :2 * H]
+        slots = (self.zero[:k], rz, rz[:, :H], rz[:, H:], rzn[:, 2 * H:], hh_n, h, d_h, *_gru_blocks(d_h, d_x, H)[:4], d_x[:, 2 * H:])
+        _, (gh,) = self.back(slots, (g,))
+        d_x[:, :2 * H] = d_h[:, :2 * H]                                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
+        g.copy_(gh)
+
+class _RNNOps:
+    "The Elman (tanh) step of the Skip kernel: keeps nothing but its output."
+    fold_b_hh, double_g, n_x = True, False, 1
+    def __init__(self, cell, T:int, B:int, like:Tensor): self.XP, self.W_t = like.new_empty(T, B, cell.hidden_size), cell.weight_hh.detach().t()
+    def forward(self, t:int, h:Tensor, out:Tensor):
+        torch.addmm(self.XP[t], h, self.W_t, out=out).mul_(2).sigmoid_().mul_(2).sub_(1)   # tanh as 2σ(2·) − 1
+    def backward_setup(self, W_hh:Tensor, B:int, like:Tensor): self.prod_t = _Product(W_hh.t(), B)
+    def backward(self, t:int, idx, g:Tensor, h:Tensor, cand, d:Tensor, d_h=None):
+        cand = cand()
+        torch.mul(cand, cand, out=d).neg_().add_(1).mul_(g)               # δ = g ⊙ (1 − h'²)
+        g.copy_(self.prod_t(d))
+
+def _cell_ops(cell):
+    "The class of the Skip kernel's step for `cell`, or None where there is none (then the masked form of chapter 03 runs)."
+    if type(cell) is LSTMCell: return _LSTMOps
+    if type(cell) is GRUCell: return _GRUOps
+    if type(cell) is RNNCell and cell.nonlinearity == 'tanh': return _RNNOps
+    return None
+
+# %% ../nbs/04_skip_inference.ipynb #b21131e6
+def _rows(t:Tensor, idx) -> Tensor: return t if idx is None else t.index_select(0, idx)
+
+class _SkipSequence(torch.autograd.Function):
+    """A whole Skip RNN stack over a sequence as one autograd node: the forward runs eqs. 4.2–4.5 with every row's
+    candidate state; the backward is the exact gradient of the masked form (straight-through estimator included)
+    and runs the cells' backward only on the rows that updated at each step. A layer's state is kept as one
+    `(B, n·H)` tensor ([h | c] for the LSTM)."""
+    @staticmethod
+    def forward(ctx, model, x, ut0, r, *flat):
+        "`x` `(T, B, I)`, `ut0` ũ_1 `(B, 1)`, `r` the draws `(T, B, 1)` or None; `flat`: each layer's state `(B, n·H)`, then the parameters."
+        L, (T, B, _) = model.num_layers, x.shape
+        states, params = flat[:L], flat[L:]
+        ops = [_cell_ops(c)(c, T, B, x) for c in model.cells]
+        W = [params[4 * l:4 * l + 4] for l in range(L)]                 # per layer: W_ih, b_ih, W_hh, b_hh
+        random = model.binarize == 'random'
+        H, n = model.hidden_size, model.cells[0].n_states
+        gate = slice(model._gate_idx * H, (model._gate_idx + 1) * H)     # the part of the top state the gate reads
+        with torch.no_grad():
+            bias = [W[l][1] + W[l][3] if ops[l].fold_b_hh else W[l][1] for l in range(L)]
+            W_ih = [_double_g(W[l][0], H, 0) if ops[l].double_g else W[l][0] for l in range(L)]
+            bias = [_double_g(bias[l], H) if ops[l].double_g else bias[l] for l in range(L)]
+            torch.addmm(bias[0], x.reshape(T * B, -1), W_ih[0].t(), out=ops[0].XP.view(T * B, -1))   # layer 0's input projection, once
+            S = [x.new_empty(T + 1, B, n * H) for _ in range(L)]        # s_0 .. s_T
+            C = [x.new_empty(T, B, n * H) for _ in range(L)]            # the candidates S(s_{t-1}, x_t)
+            for l in range(L): S[l][0] = states[l]
+            U, UT = x.new_empty(T, B, 1, dtype=torch.bool), x.new_empty(T + 1, B, 1)
+            DELTA = None if random else x.new_empty(T, B, 1)
+            UT[0] = ut0
+            w_p, b_p = (None, None) if random else params[4 * L:4 * L + 2]
+            for t in range(T):
+                ut, u = UT[t], U[t]
+                if random: torch.lt(r[t], model.p_update, out=u)
+                elif model.binarize == 'round': torch.ge(ut, 0.5, out=u)   # eq. 4.2 (ties update)
+                else: torch.lt(r[t], ut, out=u)
+                for l in range(L):
+                    if l: torch.addmm(bias[l], C[l - 1][t, :, :H], W_ih[l].t(), out=ops[l].XP[t])   # the layers above: per step
+                    ops[l].forward(t, S[l][t], C[l][t])
+                    torch.where(u, C[l][t], S[l][t], out=S[l][t + 1])   # eq. 4.3: update or copy
+                if random: UT[t + 1] = ut
+                else:
+                    d = torch.addmv(b_p, S[L - 1][t + 1][:, gate], w_p[0], out=DELTA[t, :, 0]).sigmoid_().unsqueeze(1)   # eq. 4.4
+                    torch.where(u, d, ut + torch.minimum(d, 1 - ut), out=UT[t + 1])                  # eq. 4.5
+        ctx.model, ctx.ops, ctx.gate = model, ops, gate
+        ctx.S, ctx.C, ctx.U, ctx.UT, ctx.DELTA = S, C, U, UT, DELTA
+        ctx.save_for_backward(x, *params)
+        return (S[L - 1][1:, :, :H].clone(), U[..., 0].to(x.dtype), UT[:T, :, 0].clone(), UT[T].clone(), *(s[T].clone() for s in S))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out, g_us, g_uts, g_ut_next, *g_finals):
+        x, *params = ctx.saved_tensors
+        model, ops, gate = ctx.model, ctx.ops, ctx.gate
+        S, C, U, UT, DELTA = ctx.S, ctx.C, ctx.U, ctx.UT, ctx.DELTA
+        (T, B, I), L, H = x.shape, model.num_layers, model.hidden_size
+        W = [params[4 * l:4 * l + 4] for l in range(L)]
+        random = model.binarize == 'random'
+        G = [torch.zeros_like(S[l][T]) if g is None else g.clone() for l, g in enumerate(g_finals)]   # ∂L/∂s_t, t = T first
+        g_ut = torch.zeros_like(UT[T]) if g_ut_next is None else g_ut_next.clone()
+        for l in range(L): ops[l].backward_setup(W[l][2], B, x)
+        # the pre-activation gradients of every step (zero on the rows that copied), for the weight gradients at the end
+        DH = [x.new_empty(T, B, W[l][2].shape[0]) for l in range(L)]
+        DX = [DH[l] if ops[l].fold_b_hh else x.new_empty(T, B, W[l][0].shape[0]) for l in range(L)]
+        uf = U.to(x.dtype)
+        DIFF = [C[l] - S[l][:-1] for l in range(L)]                     # S(s_{t-1}, x_t) − s_{t-1}: ∂s_t/∂u_t (eq. 4.3)
+        if not random:                                                   # eqs. 4.4–4.5 backwards, every step at once:
+            d, b = DELTA, 1 - UT[:T]                                     # ũ' = u Δ + (1 − u)(ũ + min(Δ, 1 − ũ))
+            tie = (d == b).to(d.dtype) / 2                               # (torch.minimum's gradient splits ties)
+            k_u = d - (UT[:T] + torch.minimum(d, b))                     # ∂ũ'/∂u
+            k_z = (uf + (1 - uf) * ((d < b).to(d.dtype) + tie)) * d * (1 - d)   # ∂ũ'/∂(W_p s + b_p)
+            k_ut = (1 - uf) * (1 - (d > b).to(d.dtype) - tie)           # ∂ũ'/∂ũ
+            GZ, w_p = x.new_empty(T, B, 1), params[4 * L]
+        n_up = U[..., 0].sum(1).tolist()
+        for t in reversed(range(T)):
+            if g_out is not None: G[L - 1][:, :H] += g_out[t]
+            if random: g_u = torch.zeros_like(g_ut)
+            else:
+                g_u = g_ut * k_u[t]
+                gz = torch.mul(g_ut, k_z[t], out=GZ[t])
+                G[L - 1][:, gate].addcmul_(gz, w_p)
+                g_ut = g_ut * k_ut[t]
+            for l in range(L): g_u = g_u + (G[l] * DIFF[l][t]).sum(1, keepdim=True)
+            if g_us is not None: g_u = g_u + g_us[t].unsqueeze(1)
+            if not random: g_ut = g_ut + g_u                             # straight-through: ∂u/∂ũ = 1 (eq. 4.7)
+            if g_uts is not None: g_ut = g_ut + g_uts[t].unsqueeze(1)
+            if n_up[t] < B:                                              # the rows that copied have no pre-activation gradient
+                for D in {id(D): D for D in DH + DX}.values(): D[t].zero_()
+            if n_up[t] == 0: continue                                    # every row copied: ∂L/∂s_{t-1} = ∂L/∂s_t
+            idx = None if n_up[t] == B else U[t, :, 0].nonzero()[:, 0]   # the rows that updated
+            g_in = None
+            for l in reversed(range(L)):                                 # the cells' backward, on those rows only
+                g = G[l] if idx is None else G[l].index_select(0, idx)   # (all rows: updated in place)
+                if g_in is not None: g[:, :H] += g_in
+                dh = DH[l][t] if idx is None else DH[l].new_empty(n_up[t], DH[l].shape[-1])
+                dx = dh if ops[l].fold_b_hh else DX[l][t] if idx is None else DX[l].new_empty(n_up[t], DX[l].shape[-1])
+                ops[l].backward(t, idx, g, _rows(S[l][t], idx), lambda: _rows(C[l][t], idx), dx, dh)   # g: ∂L/∂s_{t-1} now
+                if idx is not None:
+                    DH[l][t].index_copy_(0, idx, dh)
+                    if dx is not dh: DX[l][t].index_copy_(0, idx, dx)
+                if l: g_in = dx @ W[l][0]                                 # on to the layer below's candidate h
+                if idx is not None: G[l].index_copy_(0, idx, g)          # updated rows: ∂L/∂s_{t-1} through the cell alone
+        grads, dx_in = [], None
+        for l in range(L):                                               # the weight gradients: one product per matrix
+            dxl, dhl = DX[l].view(T * B, -1), DH[l].view(T * B, -1)
+            inp = x.reshape(T * B, I) if l == 0 else C[l - 1][:, :, :H].reshape(T * B, H)
+            grads += [_add_grad_product(torch.zeros_like(W[l][0]), dxl, inp), dxl.sum(0),
+                      _add_grad_product(torch.zeros_like(W[l][2]), dhl, S[l][:-1, :, :H].reshape(T * B, H)), dhl.sum(0)]
+        if ctx.needs_input_grad[1]: dx_in = (DX[0].view(T * B, -1) @ W[0][0]).view(T, B, I)
+        if not random:
+            GZf = GZ.view(T * B, 1)
+            grads += [GZf.t() @ S[L - 1][1:, :, gate].reshape(T * B, H), GZf.sum(0)]
+        return (None, dx_in, g_ut, None, *G, *grads)
+
+# %% ../nbs/04_skip_inference.ipynb #e6f31f62
+def _kernel_fits(self:SkipRNN, lengths=None) -> bool:
+    "Whether the Skip kernel runs this call: kernels on, no `lengths`, no dropout in training, biases, and a kernel step for every cell."
+    return (self.use_kernels and lengths is None and not (self.training and self.dropout) and self.cells[0].bias_ih is not None
+            and all(_cell_ops(c) is not None for c in self.cells))
+
+def _forward_dense(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None):
+    "The dense forward pass: the Skip kernel where it fits, else chapter 03's masked form; the same results either way."
+    if not self._kernel_fits(lengths): return self._forward_masked(x, states, ut, lengths)
+    T, B = x.shape[:2]
+    r = self._draws(T, B, x)                                   # (the same draws, in the same order, as the masked form)
+    params = [p for c in self.cells for p in (c.weight_ih, c.bias_ih, c.weight_hh, c.bias_hh)]
+    if self.update_gate is not None: params += [self.update_gate.weight, self.update_gate.bias]
+    out, us, uts, ut_next, *finals = _SkipSequence.apply(self, x, ut, r, *(torch.cat(st, 1) for st in states), *params)
+    return out, [tuple(f.split(self.hidden_size, 1)) for f in finals], us, uts, ut_next
+
+SkipRNN._kernel_fits, SkipRNN._forward_dense = _kernel_fits, _forward_dense
