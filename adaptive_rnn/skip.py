@@ -349,30 +349,35 @@ SkipRNN._pick_sparse = _pick_sparse
 
 # %% ../nbs/04_skip_inference.ipynb #a9d9c2d3
 from .layers import (_Product, _double_g, _lstm_update, _lstm_backward_step, _gru_step, _gru_backward_step, _gru_blocks,
-                                  _add_grad_product)
+                                  _add_grad_product, workspace)
 
 # %% ../nbs/04_skip_inference.ipynb #e09c0a4d
+class _RowsProduct(_Product):
+    "x ↦ x Wᵀ by `torch.mm`, for a row count that changes from step to step (oneDNN's packing is made for one)."
+    def __init__(self, W:Tensor): self.Wt, self.packed, self.bias = W.t(), None, None
+
 class _LSTMOps:
     """The LSTM step of the Skip kernel, chapter 02's: forward on every row (`_lstm_update`), keeping the activated
     gates (i, f, σ(2z_g), o) and tanh c'; backward (`_lstm_backward_step`) on the rows it is given."""
     fold_b_hh, double_g, n_x = True, True, 4                 # b_hh joins the input side; the g rows doubled (one sigmoid)
     def __init__(self, cell, T:int, B:int, like:Tensor):
         self.H = H = cell.hidden_size
-        self.XP = self.A = like.new_empty(T, B, 4 * H)                   # the projection's slot becomes the gates'
-        self.TC, self.W_t = like.new_empty(T, B, H), _double_g(cell.weight_hh.detach(), H, 0).t()   # the g rows doubled
+        self.XP = self.A = workspace.empty(like, T, B, 4 * H)            # the projection's slot becomes the gates'
+        self.TC, self.W_t = workspace.empty(like, T, B, H), _double_g(cell.weight_hh.detach(), H, 0).t()   # the g rows doubled
     def forward(self, t:int, state:Tensor, out:Tensor):
         "From `XP[t]` = W_ih x + b_ih + b_hh (g rows doubled) and `state` = [h | c]: the candidate [h' | c'] into `out`."
         H, a = self.H, self.A[t]
         a.addmm_(state[:, :H], self.W_t).sigmoid_()                     # i, f, σ(2 z_g), o: one sigmoid
         _lstm_update(*a.chunk(4, 1), state[:, H:], out[:, :H], out[:, H:], self.TC[t])
     def backward_setup(self, W_hh:Tensor, B:int, like:Tensor):
-        self.back, self.zero = _lstm_backward_step(_Product(W_hh.t(), B), like.new_empty(B, self.H)), like.new_zeros(B, self.H)
+        tmp, self.zero = like.new_empty(B, self.H), like.new_zeros(B, self.H)
+        self.back = [_lstm_backward_step(p, tmp) for p in (_Product(W_hh.t(), B), _RowsProduct(W_hh.t()))]   # every row; some
     def backward(self, t:int, idx, g:Tensor, state:Tensor, cand, d:Tensor, d_h=None):
         "From ∂L/∂[h' | c'] `g` on the rows `idx` (all: None): the pre-activation gradients into `d`, and ∂L/∂[h | c] into `g`."
         H, k = self.H, g.shape[0]
         a = _rows(self.A[t], idx)
         slots = (self.zero[:k], a, *a.chunk(4, 1), state[:, H:], _rows(self.TC[t], idx), d, *d.chunk(4, 1))
-        _, (gh, _) = self.back(slots, (g[:, :H], g[:, H:]))              # (∂L/∂c comes back in place)
+        _, (gh, _) = self.back[idx is not None](slots, (g[:, :H], g[:, H:]))   # (∂L/∂c comes back in place)
         g[:, :H] = gh
 
 class _GRUOps:
@@ -381,33 +386,33 @@ class _GRUOps:
     fold_b_hh, double_g, n_x = False, False, 3               # the reset gate multiplies b_hn: it stays on the recurrent side
     def __init__(self, cell, T:int, B:int, like:Tensor):
         self.H = H = cell.hidden_size
-        self.XP, self.HH = like.new_empty(T, B, 3 * H), like.new_empty(T, B, 3 * H)
+        self.XP, self.HH = workspace.empty(like, T, B, 3 * H), workspace.empty(like, T, B, 3 * H)
         self.step = _gru_step(_Product(cell.weight_hh.detach(), B), cell.bias_hh.detach())
     def forward(self, t:int, h:Tensor, out:Tensor):
         "From `XP[t]` = W_ih x + b_ih, which the step overwrites with (r, z, n), and `h`: the candidate h' into `out`."
         self.step((*_gru_blocks(self.XP[t], self.HH[t], self.H), out), (h,))
     def backward_setup(self, W_hh:Tensor, B:int, like:Tensor):
-        self.back, self.zero = _gru_backward_step(_Product(W_hh.t(), B)), like.new_zeros(B, self.H)
+        self.back, self.zero = [_gru_backward_step(p) for p in (_Product(W_hh.t(), B), _RowsProduct(W_hh.t()))], like.new_zeros(B, self.H)
     def backward(self, t:int, idx, g:Tensor, h:Tensor, cand, d_x:Tensor, d_h:Tensor):
         H, k = self.H, g.shape[0]
         rzn, hh_n = _rows(self.XP[t], idx), _rows(self.HH[t][:, 2 * H:], idx)   # (r, z, n) and W_hn h + b_hn
         rz = rzn[:, :2 * H]
         slots = (self.zero[:k], rz, rz[:, :H], rz[:, H:], rzn[:, 2 * H:], hh_n, h, d_h, *_gru_blocks(d_h, d_x, H)[:4], d_x[:, 2 * H:])
-        _, (gh,) = self.back(slots, (g,))
+        _, (gh,) = self.back[idx is not None](slots, (g,))
         d_x[:, :2 * H] = d_h[:, :2 * H]                                  # ∂L/∂xp: r and z as ∂L/∂hh, n its own
         g.copy_(gh)
 
 class _RNNOps:
     "The Elman (tanh) step of the Skip kernel: keeps nothing but its output."
     fold_b_hh, double_g, n_x = True, False, 1
-    def __init__(self, cell, T:int, B:int, like:Tensor): self.XP, self.W_t = like.new_empty(T, B, cell.hidden_size), cell.weight_hh.detach().t()
+    def __init__(self, cell, T:int, B:int, like:Tensor): self.XP, self.W_t = workspace.empty(like, T, B, cell.hidden_size), cell.weight_hh.detach().t()
     def forward(self, t:int, h:Tensor, out:Tensor):
         torch.addmm(self.XP[t], h, self.W_t, out=out).mul_(2).sigmoid_().mul_(2).sub_(1)   # tanh as 2σ(2·) − 1
-    def backward_setup(self, W_hh:Tensor, B:int, like:Tensor): self.prod_t = _Product(W_hh.t(), B)
+    def backward_setup(self, W_hh:Tensor, B:int, like:Tensor): self.prod_t = [_Product(W_hh.t(), B), _RowsProduct(W_hh.t())]
     def backward(self, t:int, idx, g:Tensor, h:Tensor, cand, d:Tensor, d_h=None):
         cand = cand()
         torch.mul(cand, cand, out=d).neg_().add_(1).mul_(g)               # δ = g ⊙ (1 − h'²)
-        g.copy_(self.prod_t(d))
+        g.copy_(self.prod_t[idx is not None](d))
 
 def _cell_ops(cell):
     "The class of the Skip kernel's step for `cell`, or None where there is none (then the masked form of chapter 03 runs)."
@@ -439,8 +444,8 @@ class _SkipSequence(torch.autograd.Function):
             W_ih = [_double_g(W[l][0], H, 0) if ops[l].double_g else W[l][0] for l in range(L)]
             bias = [_double_g(bias[l], H) if ops[l].double_g else bias[l] for l in range(L)]
             torch.addmm(bias[0], x.reshape(T * B, -1), W_ih[0].t(), out=ops[0].XP.view(T * B, -1))   # layer 0's input projection, once
-            S = [x.new_empty(T + 1, B, n * H) for _ in range(L)]        # s_0 .. s_T
-            C = [x.new_empty(T, B, n * H) for _ in range(L)]            # the candidates S(s_{t-1}, x_t)
+            S = [workspace.empty(x, T + 1, B, n * H) for _ in range(L)] # s_0 .. s_T (chapter 02's workspace: memory kept between calls)
+            C = [workspace.empty(x, T, B, n * H) for _ in range(L)]     # the candidates S(s_{t-1}, x_t)
             for l in range(L): S[l][0] = states[l]
             U, UT = x.new_empty(T, B, 1, dtype=torch.bool), x.new_empty(T + 1, B, 1)
             DELTA = None if random else x.new_empty(T, B, 1)
@@ -462,7 +467,7 @@ class _SkipSequence(torch.autograd.Function):
         ctx.model, ctx.ops, ctx.gate = model, ops, gate
         ctx.S, ctx.C, ctx.U, ctx.UT, ctx.DELTA = S, C, U, UT, DELTA
         ctx.save_for_backward(x, *params)
-        return (S[L - 1][1:, :, :H].clone(), U[..., 0].to(x.dtype), UT[:T, :, 0].clone(), UT[T].clone(), *(s[T].clone() for s in S))
+        return (workspace.empty(x, T, B, H).copy_(S[L - 1][1:, :, :H]), U[..., 0].to(x.dtype), UT[:T, :, 0].clone(), UT[T].clone(), *(s[T].clone() for s in S))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -477,10 +482,10 @@ class _SkipSequence(torch.autograd.Function):
         g_ut = torch.zeros_like(UT[T]) if g_ut_next is None else g_ut_next.clone()
         for l in range(L): ops[l].backward_setup(W[l][2], B, x)
         # the pre-activation gradients of every step (zero on the rows that copied), for the weight gradients at the end
-        DH = [x.new_empty(T, B, W[l][2].shape[0]) for l in range(L)]
-        DX = [DH[l] if ops[l].fold_b_hh else x.new_empty(T, B, W[l][0].shape[0]) for l in range(L)]
+        DH = [workspace.empty(x, T, B, W[l][2].shape[0]) for l in range(L)]
+        DX = [DH[l] if ops[l].fold_b_hh else workspace.empty(x, T, B, W[l][0].shape[0]) for l in range(L)]
         uf = U.to(x.dtype)
-        DIFF = [C[l] - S[l][:-1] for l in range(L)]                     # S(s_{t-1}, x_t) − s_{t-1}: ∂s_t/∂u_t (eq. 4.3)
+        DIFF = [torch.sub(C[l], S[l][:-1], out=workspace.empty(x, *C[l].shape)) for l in range(L)]                     # S(s_{t-1}, x_t) − s_{t-1}: ∂s_t/∂u_t (eq. 4.3)
         if not random:                                                   # eqs. 4.4–4.5 backwards, every step at once:
             d, b = DELTA, 1 - UT[:T]                                     # ũ' = u Δ + (1 − u)(ũ + min(Δ, 1 − ũ))
             tie = (d == b).to(d.dtype) / 2                               # (torch.minimum's gradient splits ties)
@@ -497,7 +502,7 @@ class _SkipSequence(torch.autograd.Function):
                 gz = torch.mul(g_ut, k_z[t], out=GZ[t])
                 G[L - 1][:, gate].addcmul_(gz, w_p)
                 g_ut = g_ut * k_ut[t]
-            for l in range(L): g_u = g_u + (G[l] * DIFF[l][t]).sum(1, keepdim=True)
+            for l in range(L): g_u = g_u + torch.linalg.vecdot(G[l], DIFF[l][t]).unsqueeze(1)
             if g_us is not None: g_u = g_u + g_us[t].unsqueeze(1)
             if not random: g_ut = g_ut + g_u                             # straight-through: ∂u/∂ũ = 1 (eq. 4.7)
             if g_uts is not None: g_ut = g_ut + g_uts[t].unsqueeze(1)

@@ -275,3 +275,75 @@ def test_sparse_equals_dense_property(cls, L, B, T, bias, scale, seed, use_lengt
     with torch.no_grad(): m.update_gate.weight.mul_(scale); m.update_gate.bias.fill_(bias)
     lengths = torch.randint(1, T + 1, (B,)) if use_lengths else None
     _equal(m, torch.randn(B, T, 3), lengths=lengths, u_tilde=torch.rand(B) * 0.99 + 0.01)
+
+
+# The Skip sequence kernel (chapter 04) against the masked form it replaces in training
+
+def _kernel_and_masked(m, x, u_tilde=None, state=None):
+    "Outputs and gradients (input, initial state, parameters) of `m` through the kernel and through the masked form."
+    res = []
+    for use in (True, False):
+        m.use_kernels = use
+        xg = x.clone().requires_grad_()
+        st = None if state is None else tuple(s.clone().requires_grad_() for s in state)
+        torch.manual_seed(7)
+        r = m(xg, None if st is None else (st if len(st) > 1 else st[0]), sparse=False, u_tilde=u_tilde)
+        parts = [r.output, *(r.state if isinstance(r.state, tuple) else (r.state,)), r.updates, r.update_probs, r.u_tilde]
+        g = torch.Generator().manual_seed(3)
+        loss = sum((p * torch.randn(p.shape, generator=g, dtype=p.dtype)).sum() for p in parts)
+        wrt = [xg, *(st or ()), *m.parameters()]
+        res.append(([p.detach() for p in parts], torch.autograd.grad(loss, wrt, allow_unused=True)))
+    del m.use_kernels
+    return res
+
+
+@settings(max_examples=30, deadline=None)
+@given(cls=st.sampled_from([SkipRNN, SkipLSTM, SkipGRU]), L=st.integers(1, 3), B=st.integers(1, 6), T=st.integers(1, 25),
+       bias=st.floats(-3., 3.), scale=st.floats(0., 5.), seed=st.integers(0, 2**16), binarize=st.sampled_from(['round', 'bernoulli']),
+       with_state=st.booleans())
+def test_kernel_equals_masked_property(cls, L, B, T, bias, scale, seed, binarize, with_state):
+    torch.manual_seed(seed)
+    m = cls(3, 5, num_layers=L, binarize=binarize, dtype=torch.float64)
+    with torch.no_grad(): m.update_gate.weight.mul_(scale); m.update_gate.bias.fill_(bias)
+    state = tuple(torch.randn(L, B, 5, dtype=torch.float64) for _ in range(m.cells[0].n_states)) if with_state else None
+    (pk, gk), (pm, gm) = _kernel_and_masked(m, torch.randn(B, T, 3, dtype=torch.float64), torch.rand(B, dtype=torch.float64) * 0.99 + 0.01, state)
+    assert torch.equal(pk[-3], pm[-3])
+    for a, b in zip(pk, pm): torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    for a, b in zip(gk, gm):
+        if a is None or b is None: assert (a if b is None else b) is None or (a if b is None else b).abs().max() == 0
+        else: torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
+def test_training_runs_the_kernel_and_float32_agrees(monkeypatch):
+    from adaptive_rnn import skip
+    calls = []
+    apply = skip._SkipSequence.apply
+    monkeypatch.setattr(skip._SkipSequence, 'apply', lambda *a: calls.append(1) or apply(*a))
+    torch.manual_seed(0)
+    m = SkipLSTM(2, 16, learn_init=True, init='glorot')
+    x = torch.randn(32, 40, 2)
+    (pk, gk), (pm, gm) = _kernel_and_masked(m, x)
+    assert len(calls) == 1                                     # the kernel ran once, the masked form once
+    assert torch.equal(pk[-3], pm[-3])
+    for a, b in zip(gk, gm):
+        if a is not None: torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_the_masked_form_runs_where_the_kernel_does_not():
+    assert not SkipLSTM(3, 4)._kernel_fits(lengths=torch.tensor([2, 1]))
+    assert not SkipLSTM(3, 4, num_layers=2, dropout=0.2).train()._kernel_fits()
+    assert not SkipRNN(3, 4, nonlinearity='relu')._kernel_fits() and not SkipGRU(3, 4, bias=False)._kernel_fits()
+    m = SkipGRU(3, 4); m.use_kernels = False
+    assert not m._kernel_fits()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_cuda_kernel_equals_cpu():
+    torch.manual_seed(0)
+    m = SkipLSTM(3, 8, num_layers=2, dtype=torch.float64)
+    with torch.no_grad(): m.update_gate.bias.fill_(0.)
+    x = torch.randn(4, 20, 3, dtype=torch.float64)
+    (pc, gc), _ = _kernel_and_masked(m, x)
+    (pg, gg), _ = _kernel_and_masked(m.cuda(), x.cuda())
+    for a, b in zip(pc + list(gc), pg + list(gg)):
+        if a is not None: torch.testing.assert_close(a, b.cpu())
