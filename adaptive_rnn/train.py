@@ -6,7 +6,7 @@
 __all__ = ['LOG_COLUMNS', 'CHECKPOINT_GIT_LIMIT', 'unpack_core', 'ModelOutput', 'SequenceModel', 'compute_cost',
            'macs_per_update', 'seed_everything', 'get_device', 'TensorSampler', 'DatasetSampler', 'evaluate',
            'atomic_write', 'rng_states', 'set_rng_states', 'write_log', 'Interrupted', 'Run', 'check_out',
-           'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'fit']
+           'run_folder_lock', 'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'fit']
 
 # %% ../nbs/09_training.ipynb #32531ea1
 import csv, json, math, os, platform, random, signal, threading, time
@@ -250,6 +250,24 @@ def _prepare_out(out, config):
     else: atomic_write(p, lambda t: Path(t).write_text(json.dumps(cfg, indent=1)))
     return out
 
+# %% ../nbs/09_training.ipynb #824870ef
+@contextmanager
+def run_folder_lock(out):
+    "Within the block, hold an exclusive lock on the run folder `out` (None: no folder, no lock); a second holder gets a `ValueError` naming the first."
+    if out is None: yield; return
+    out = check_out(out)
+    try: import fcntl
+    except ImportError: yield; return                      # (no flock on this system: no lock)
+    f = open(out / '.lock', 'a+')
+    try:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0); pid = f.read().strip() or 'another process'
+            raise ValueError(f"`out` {str(out)!r} is in use: process {pid} is training in it; wait for it to end or stop it") from None
+        f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+        yield
+    finally: f.close()
+
 # %% ../nbs/09_training.ipynb #002cda32
 def denormals_flushed() -> bool:
     "Whether the CPU currently flushes denormal floats to zero."
@@ -311,7 +329,7 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_int(v, name)
     for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr)): check_number(v, name)
     device = get_device(device)
-    with cpu_settings(device, num_threads):
+    with cpu_settings(device, num_threads), run_folder_lock(out):
         out = _prepare_out(out, config) if out is not None else None
         gen = seed_everything(seed)
         model.to(device).train()

@@ -121,3 +121,12 @@ def test_report_of_an_experiment_without_runs_shows_dashes(tmp_path):
     assert len(t) == len(EXPERIMENTS['parity'].paper_rows) == 9
     assert (t['task solved: ours'] == '–').all() and (t['setting'] == '–').all()
     assert t.loc['ACT-RNN, τ = 0.01', 'steps until solved: paper'] == '53,000'
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from adaptive_rnn.train import run_folder_lock
+    with run_folder_lock(tmp_path / 'r'):
+        with pytest.raises(ValueError, match=f'process {os.getpid()} is training in it'):
+            run_experiment('adding', 'lstm', quick=True, out=tmp_path / 'r', progress=False, steps=5, eval_every=5)
+    r = run_experiment('adding', 'lstm', quick=True, out=tmp_path / 'r', progress=False, steps=5, eval_every=5)   # free again
+    assert r.final['steps'] == 5
