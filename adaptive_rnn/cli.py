@@ -6,7 +6,7 @@
 __all__ = ['CLIError', 'build_parser', 'main']
 
 # %% ../nbs/cli.ipynb #b651ca6a
-import argparse, importlib.util, math, sys, textwrap
+import argparse, importlib.util, math, signal, sys, textwrap
 from pathlib import Path
 from .experiments import (EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text,
                                       parse_settings, sweep, report)
@@ -126,6 +126,8 @@ def _run(a) -> int:
     f, e = r.final, get_experiment(a.experiment)
     ponder = f" ponder {f['ponder']:.3f}," if f.get('ponder') is not None else ''
     metric = 'n/a' if f.get('metric') is None else f"{f['metric']:.4g}"
+    if r.already_complete: print(f"{a.experiment} / {r.out.name}: already complete, nothing trained (delete {r.out} to run it again)")
+    if f.get('stopped', 'steps') not in ('steps', 'solved', 'patience'): print(f"{a.experiment} / {r.out.name}: stopped early: {f['stopped']}")
     print(f"{a.experiment} / {r.out.name}: {e.metric_name} {metric} ({f['split']}), {f['updates']:.4g} updates per sequence,"
           f"{ponder} {f['steps']} steps{', solved at step ' + str(f['solved_step']) if f.get('solved') else ''}, {f['wall_s']:.1f} s")
     print(f"wrote {r.out}/{{config.json,log.csv,final.json}}")
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
         print(f"adaptive-rnn: error: {' '.join(msg) if msg else type(e).__name__}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"adaptive-rnn: {e}", file=sys.stderr); return 143
+        print(f"adaptive-rnn: {e}", file=sys.stderr); return 130 if e.signum == signal.SIGINT else 143
     except SystemExit as e: return e.code if isinstance(e.code, int) else 0   # --help
     except KeyboardInterrupt:
         print("adaptive-rnn: interrupted; run the same command to resume from the last checkpoint", file=sys.stderr); return 130

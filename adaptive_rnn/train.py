@@ -9,7 +9,7 @@ __all__ = ['LOG_COLUMNS', 'CHECKPOINT_GIT_LIMIT', 'unpack_core', 'ModelOutput', 
            'run_folder_lock', 'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'fit']
 
 # %% ../nbs/09_training.ipynb #32531ea1
-import csv, json, math, os, platform, random, signal, threading, time
+import csv, json, math, os, platform, random, signal, threading, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,18 +204,20 @@ def _jsonable(v):
 
 # %% ../nbs/09_training.ipynb #65f6c301
 class Interrupted(RuntimeError):
-    "Training stopped by a signal after saving its checkpoint."
+    "Training stopped by a signal (`signum`: SIGTERM or SIGINT) after saving its checkpoint."
+    def __init__(self, message:str, signum:Optional[int]=None): super().__init__(message); self.signum = signum
 
 class _CatchSignals:
-    "Within the block, SIGTERM sets `self.hit` instead of killing the process (main thread only)."
+    "Within the block, SIGTERM and SIGINT (Ctrl-C) set `self.hit` instead of stopping the process at once (main thread only)."
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
     def __enter__(self):
-        self.hit, self.old = None, None
+        self.hit, self.old = None, {}
         if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, self._handler)
+            self.old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
     def _handler(self, signum, frame): self.hit = signum
     def __exit__(self, *exc):
-        if self.old is not None: signal.signal(signal.SIGTERM, self.old)
+        for s, h in self.old.items(): signal.signal(s, h)
 
 # %% ../nbs/09_training.ipynb #1c17a0d9
 @dataclass
@@ -225,6 +227,7 @@ class Run:
     final: dict
     model: nn.Module
     out: Optional[Path] = None
+    already_complete: bool = False   # the run folder held a finished run: nothing was trained
 
 # %% ../nbs/09_training.ipynb #db5fd7c3
 def check_out(out) -> Path:
@@ -327,7 +330,12 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
        ) -> Run:
     "Train `model` with Adam and gradient clipping, evaluating every `eval_every` steps; resume from `out`'s checkpoint."
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_int(v, name)
-    for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr)): check_number(v, name)
+    for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr), ('checkpoint_every', checkpoint_every)): check_number(v, name)
+    check_int(eval_batch_size, 'eval_batch_size')
+    for name, v in (('patience', patience), ('num_threads', num_threads), ('checkpoint_steps', checkpoint_steps)):
+        if v is not None: check_int(v, name)
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip <= 0):
+        raise ValueError(f"`clip` must be None (no clipping) or a finite number > 0, got {clip!r}")
     device = get_device(device)
     with cpu_settings(device, num_threads), run_folder_lock(out):
         out = _prepare_out(out, config) if out is not None else None
@@ -374,9 +382,13 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
                 x, y = x.to(device), y.to(device)
                 o = model(x)
                 loss = loss_fn(o.prediction, y) + compute_cost(o, cost_per_sample, tau)
+                if not torch.isfinite(loss):
+                    st['stop'] = f"non-finite loss at step {st['step'] + 1}"; break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if clip: nn.utils.clip_grad_norm_(model.parameters(), clip)
+                norm = nn.utils.clip_grad_norm_(model.parameters(), clip if clip else math.inf)   # (inf: only measures)
+                if not torch.isfinite(norm):
+                    st['stop'] = f"non-finite gradient at step {st['step'] + 1}"; break
                 opt.step()
                 st['step'] += 1; bar.update(1)
                 row = log_eval() if st['step'] % eval_every == 0 or st['step'] == steps else None
@@ -385,8 +397,10 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
                              or (checkpoint_steps and st['step'] % checkpoint_steps == 0)):
                     save(); last_save = time.monotonic()
                 if sig.hit: raise Interrupted(f"stopped by signal {sig.hit} at step {st['step']}; " +
-                                              (f"the checkpoint in {out} resumes it" if ckpt else "no run folder, nothing saved"))
+                                              (f"the checkpoint in {out} resumes it" if ckpt else "no run folder, nothing saved"), sig.hit)
                 if callback: callback(st['step'], row)
+        if st['stop'] and st['stop'].startswith('non-finite'):
+            warnings.warn(f"training stopped: {st['stop']}; the model{' and the checkpoint' if ckpt else ''} stay at step {st['step']}", RuntimeWarning)
         return _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, eval_batch_size, device, macs, steps,
                        wall, save if ckpt else None)
 
@@ -394,7 +408,7 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
 def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save):
     "Evaluate on `test`, mark the checkpoint done, write `final.json`; return the `Run`."
     log = pd.DataFrame(st['rows'], columns=LOG_COLUMNS)
-    if out and st['done'] and (out / 'final.json').exists(): return Run(log, json.loads((out / 'final.json').read_text()), model, out)
+    if out and st['done'] and (out / 'final.json').exists(): return Run(log, json.loads((out / 'final.json').read_text()), model, out, True)
     last = st['rows'][-1]
     res = dict(evaluate(model, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device), split='test') if test is not None else \
           dict({k: last[k] for k in ('loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'repetitions')}, split='val')

@@ -130,3 +130,21 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
             run_experiment('adding', 'lstm', quick=True, out=tmp_path / 'r', progress=False, steps=5, eval_every=5)
     r = run_experiment('adding', 'lstm', quick=True, out=tmp_path / 'r', progress=False, steps=5, eval_every=5)   # free again
     assert r.final['steps'] == 5
+
+
+def test_a_finished_run_started_again_says_so(tmp_path, capsys):
+    args = ['run', 'adding', '--model', 'lstm', '--quick', '--steps', '5', '--set', 'eval_every=5', '--out', str(tmp_path / 'r'), '--no-progress']
+    assert main(args) == 0 and 'already complete' not in capsys.readouterr().out
+    assert main(args) == 0 and 'already complete, nothing trained' in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_130_with_a_checkpoint(tmp_path):
+    p = subprocess.Popen(CMD + ['run', 'adding', '--model', 'lstm', '--quick', '--steps', '100000', '--out', str(tmp_path / 'r'), '--no-progress'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / 'r' / 'log.csv').exists() and time.monotonic() < deadline: time.sleep(0.1)
+    time.sleep(1)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and 'resumes it' in err, err
+    assert torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)['state']['step'] > 0

@@ -234,3 +234,56 @@ def test_checkpoint_every_n_steps(tmp_path):
     with pytest.raises(Crash): run(out=tmp_path / 'r', checkpoint_every=1e9, checkpoint_steps=7, callback=crash_at(30))
     assert torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)['state']['step'] == 28
     pd.testing.assert_frame_equal(no_wall(run(out=tmp_path / 'r', checkpoint_every=1e9, checkpoint_steps=7).log), no_wall(run().log))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_step(tmp_path):
+    calls = []
+    def nan_after(p, y):
+        calls.append(1)
+        return mse(p, y) * (float('nan') if len(calls) > 26 else 1.)   # (evaluations call it too: 26 calls = 23 training steps here)
+    with pytest.warns(RuntimeWarning, match='non-finite loss at step'):
+        r = run(out=tmp_path / 'r', steps=60, loss_fn=nan_after)
+    f = json.loads((tmp_path / 'r' / 'final.json').read_text())
+    assert f['stopped'].startswith('non-finite loss at step') and f['steps'] < 60
+    c = torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)
+    assert c['state']['step'] == f['steps'] and all(torch.isfinite(v).all() for v in c['model'].values())
+    assert not any(p.name.endswith('.tmp') for p in (tmp_path / 'r').iterdir())
+    again = run(out=tmp_path / 'r', steps=60, loss_fn=nan_after)          # the stop is final: nothing trains again
+    assert again.already_complete and again.final == f
+
+
+def test_a_non_finite_gradient_stops_the_run(tmp_path):
+    class NaNGrad(torch.autograd.Function):
+        "The identity, whose backward pass returns NaN."
+        @staticmethod
+        def forward(ctx, x): return x.clone()
+        @staticmethod
+        def backward(ctx, g): return g * float('nan')
+    class Bomb(nn.Module):
+        "A GRU whose gradient turns to NaN from the 5th training step on (its loss stays finite)."
+        def __init__(self): super().__init__(); self.gru, self.n = nn.GRU(1, 8, batch_first=True), 0
+        def forward(self, x):
+            out, s = self.gru(x)
+            if self.training: self.n += 1
+            return (NaNGrad.apply(out) if self.training and self.n >= 5 else out), s
+    with pytest.warns(RuntimeWarning, match='non-finite gradient at step 5'):
+        r = run(Bomb(), out=tmp_path / 'r', steps=30, clip=None)
+    assert r.final['stopped'] == 'non-finite gradient at step 5' and r.final['steps'] == 4
+
+
+def test_sigint_saves_and_raises_with_its_number(tmp_path):
+    import os, signal
+    def ctrl_c(step, row):
+        if step == 12: os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(Interrupted) as e: run(out=tmp_path / 'r', checkpoint_every=1e9, callback=ctrl_c)
+    assert e.value.signum == signal.SIGINT
+    assert torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)['state']['step'] in (12, 13)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize('kw,words', [(dict(clip=-1.), '`clip`'), (dict(clip=float('nan')), '`clip`'), (dict(patience=0), 'patience'),
+                                      (dict(patience=-1), 'patience'), (dict(eval_batch_size=0), 'eval_batch_size'),
+                                      (dict(num_threads=-1), 'num_threads'), (dict(checkpoint_every='abc'), 'checkpoint_every'),
+                                      (dict(checkpoint_steps=0), 'checkpoint_steps')])
+def test_fit_rejects_bad_settings_by_name(kw, words):
+    with pytest.raises(ValueError, match=words): run(steps=5, **kw)
