@@ -49,7 +49,11 @@ class ACT(Recurrent):
         self.max_ponder, self.check_every = check_int(max_ponder, 'max_ponder'), check_int(check_every, 'check_every')
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
             raise ValueError(f"`epsilon` must be a number in (0, 1), got {epsilon!r}")
+        if isinstance(halting_bias, bool) or not isinstance(halting_bias, (int, float)):
+            raise TypeError(f"`halting_bias` must be a number, got {type(halting_bias).__name__} {halting_bias!r}")
         if not math.isfinite(halting_bias): raise ValueError(f"`halting_bias` must be finite, got {halting_bias!r}")
+        for name, v in (('batch_first', batch_first), ('learn_init', learn_init)):
+            if not isinstance(v, bool): raise TypeError(f"`{name}` must be True or False, got {v!r}")
         self.epsilon, self.input_size, self.hidden_size = float(epsilon), cell.input_size - 1, cell.hidden_size
         self.num_layers, self.batch_first, self.dropout, self.learn_init = 1, batch_first, 0.0, learn_init
         self.cells = nn.ModuleList([cell])                               # the layout of the layers: `cells.0.weight_ih`...
@@ -136,6 +140,7 @@ def ponder_cost(ponder:Tensor, tau:float) -> Tensor:
     if not isinstance(ponder, Tensor) or not ponder.is_floating_point() or ponder.dim() not in (1, 2):
         raise TypeError(f"`ponder` must be a floating tensor (B, T) or (T,), got {ponder.dtype if isinstance(ponder, Tensor) else type(ponder).__name__}"
                         + (f" with shape {tuple(ponder.shape)}" if isinstance(ponder, Tensor) else ''))
+    if ponder.dim() == 2 and ponder.shape[0] == 0: raise ValueError("`ponder` is an empty batch: a mean over no sequences is undefined")
     return check_number(tau, 'tau') * ponder.sum(-1).mean()
 
 # %% ../nbs/05_act.ipynb #a4df0c3b

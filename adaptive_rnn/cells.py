@@ -53,6 +53,7 @@ class RecurrentCell(nn.Module):
         super().__init__()
         for name, v in (('input_size', input_size), ('hidden_size', hidden_size)): check_int(v, name)
         if init not in ('torch', 'glorot'): raise ValueError(f"`init` must be 'torch' or 'glorot', got {init!r}")
+        if not isinstance(bias, bool): raise TypeError(f"`bias` must be True or False, got {bias!r}")
         self.input_size, self.hidden_size, self.bias, self.init = input_size, hidden_size, bias, init
         G, kw = self.n_gates * hidden_size, dict(device=device, dtype=dtype)
         self.weight_ih = nn.Parameter(torch.empty(G, input_size, **kw))

@@ -32,6 +32,11 @@ _nonneg = _number(float, lambda v: math.isfinite(v) and v >= 0, 'a non-negative 
 _pos_int = _number(int, lambda v: v >= 1, 'an integer >= 1')
 _nonneg_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 
+def _folder(s:str) -> Path:
+    "A folder argument: not empty (an empty one would mean the current directory)."
+    if not s.strip(): raise argparse.ArgumentTypeError("expected a folder, got ''")
+    return Path(s)
+
 def _list_of(parse):
     "Comma-separated values, each parsed by `parse`."
     def parse_list(s): return [parse(x) for x in s.split(',') if x.strip()]
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--seed', type=_nonneg_int, default=0, metavar='S')
     r.add_argument('--quick', action='store_true', help='the quick settings (seconds on a CPU) instead of the paper\'s')
     r.add_argument('--device', default='cpu', help="cpu, cuda, cuda:N, mps or auto (default cpu)")
-    r.add_argument('--out', type=Path, metavar='DIR', help='run folder (default results/<experiment>/<model>[_lam…|_tau…|_rep…]_seed<S>[_quick])')
+    r.add_argument('--out', type=_folder, metavar='DIR', help='run folder (default results/<experiment>/<model>[_lam…|_tau…|_rep…]_seed<S>[_quick])')
     r.add_argument('--data', type=Path, metavar='DIR', help='dataset folder (mnist files, aclImdb, UCF-101 features)')
     r.add_argument('--steps', type=_pos_int, metavar='N', help='train N steps (replaces the setting\'s steps or epochs)')
     r.add_argument('--epochs', type=_pos_int, metavar='N', help='train N epochs (mnist, imdb, ucf101)')
@@ -93,17 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--steps', type=_pos_int, metavar='N', help='train every run N steps')
     s.add_argument('--epochs', type=_pos_int, metavar='N', help='train every run N epochs (mnist, imdb, ucf101)')
     s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='any other setting for every run')
-    s.add_argument('--root', type=Path, default=Path('results'), metavar='DIR', help='run folders go to DIR/<experiment>/ (default results)')
+    s.add_argument('--root', type=_folder, default=Path('results'), metavar='DIR', help='run folders go to DIR/<experiment>/ (default results)')
     s.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N, mps or auto (default cpu)')
     s.add_argument('--dry-run', action='store_true', help='print the plan and its estimated time, run nothing')
     s.add_argument('--no-progress', action='store_true', help='no progress bar')
     rp = sub.add_parser('report', help="the paper's table beside ours (Markdown, CSV) and the smoothed curves (PNG)")
     rp.add_argument('experiment', help=f"one of: {', '.join(EXPERIMENTS)}")
     rp.add_argument('--runs', metavar='GLOB', help="run folders (default results/<experiment>/*)")
-    rp.add_argument('--out', type=Path, metavar='DIR', help='where to write table.md, table.csv, curves.png (default results/<experiment>/report)')
+    rp.add_argument('--out', type=_folder, metavar='DIR', help='where to write table.md, table.csv, curves.png (default results/<experiment>/report)')
     b = sub.add_parser('bench', help='speed and memory benchmarks (adaptive_rnn.bench)')
     b.add_argument('name', help='the benchmark to run')
-    b.add_argument('--out', type=Path, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
+    b.add_argument('--out', type=_folder, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
     b.add_argument('--quick', action='store_true', help='small sizes, seconds on a CPU')
     return p
 
@@ -149,7 +154,10 @@ def _report(a) -> int:
 def _bench(a) -> int:
     if importlib.util.find_spec('adaptive_rnn.bench') is None:
         raise CLIError("benchmarks are not available: this installation has no adaptive_rnn.bench module")
-    from adaptive_rnn.bench import run_benchmark
+    from adaptive_rnn.bench import run_benchmark, BENCHMARKS
+    from adaptive_rnn.train import check_out
+    if a.name not in BENCHMARKS: raise CLIError(f"unknown benchmark {a.name!r}; choose one of: {', '.join(sorted(BENCHMARKS))}")
+    check_out(a.out)                                          # before the benchmark runs, not after
     run_benchmark(a.name, a.out, **(dict(quick=True) if a.quick else {}))
     print(f"wrote {a.out / (a.name + '.json')}")
     return 0

@@ -162,6 +162,8 @@ class SkipGRU(SkipRNN):
 def _check_updates(updates) -> Tensor:
     if not isinstance(updates, Tensor): raise TypeError(f"`updates` must be a torch.Tensor, got {type(updates).__name__}")
     if updates.dim() != 2: raise ValueError(f"`updates` must have shape (batch, time), got {tuple(updates.shape)}")
+    if not updates.is_floating_point(): raise TypeError(f"`updates` must be a floating tensor (u_t as 0. or 1.), got {updates.dtype}")
+    if updates.shape[0] == 0: raise ValueError("`updates` is an empty batch: a mean over no sequences is undefined")
     return updates
 
 def _check_cost(v, name:str) -> float:

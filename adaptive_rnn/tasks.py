@@ -92,6 +92,7 @@ def frequency_task(batch_size:int, # number of sequences B (even when `stratifie
     B = _check_int('batch_size', batch_size)
     Ts, dur = _check_float('sampling_period', sampling_period), _check_float('duration', duration)
     if Ts > dur: raise ValueError(f"`sampling_period` must be at most `duration` ({dur} ms), got {Ts}")
+    if dur / Ts > 1_000_000: raise ValueError(f"`sampling_period` {Ts} gives {math.ceil(dur / Ts):,} steps per sequence; at most 1,000,000")
     (lo, hi), (a, b) = _period_range('pos_period', pos_period), _period_range('neg_period', neg_period)
     if not a <= lo < hi <= b: raise ValueError(f"`pos_period` {pos_period} must lie inside `neg_period` {neg_period}")
     if stratified and B % 2: raise ValueError(f"`batch_size` must be even for stratified batches (half of each class), got {B}")
@@ -158,6 +159,8 @@ def addition_task(batch_size:int, # number of sequences B
                  ) -> tuple[Tensor, Tensor]: # x `(B, T, 10*max_digits)`, y `(B, T, W)` long, W digits of the largest sum
     "One-hot addition: read numbers digit by digit, classify every digit of the running sum (no target at step 0)."
     B, T, D = _check_int('batch_size', batch_size), _check_int('seq_len', seq_len), _check_int('max_digits', max_digits)
+    if len(str(T * (10 ** D - 1))) > 18:                                  # the running sums are int64
+        raise ValueError(f"`max_digits` is too large: {T} numbers of {D} digits sum past 18 digits (int64); got max_digits={D}")
     device, dtype, g = as_device(device), _check_dtype(dtype), make_generator(seed, generator)
     n_digits = torch.randint(1, D + 1, (B, T), generator=g)              # D ~ U{1..max_digits}
     digits = torch.randint(0, 10, (B, T, D), generator=g)                # each digit ~ U{0..9}

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOG_COLUMNS', 'CHECKPOINT_GIT_LIMIT', 'unpack_core', 'ModelOutput', 'SequenceModel', 'compute_cost',
            'macs_per_update', 'seed_everything', 'get_device', 'TensorSampler', 'DatasetSampler', 'evaluate',
-           'atomic_write', 'rng_states', 'set_rng_states', 'write_log', 'Interrupted', 'Run', 'check_out',
+           'atomic_write', 'rng_states', 'set_rng_states', 'write_log', 'Interrupted', 'Run', 'check_out', 'read_json',
            'run_folder_lock', 'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'fit']
 
 # %% ../nbs/09_training.ipynb #32531ea1
@@ -232,6 +232,7 @@ class Run:
 # %% ../nbs/09_training.ipynb #db5fd7c3
 def check_out(out) -> Path:
     "Create the run folder `out` if needed and check that it is writable; a clear error otherwise."
+    if isinstance(out, str) and not out.strip(): raise ValueError("`out` must name a folder, got ''")
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -239,13 +240,18 @@ def check_out(out) -> Path:
     except OSError as e: raise ValueError(f"`out` must be a writable folder, got {str(out)!r} ({e.strerror or e})") from None
     return out
 
+def read_json(path:Path, recover:str) -> dict:
+    "The JSON file `path`, or a `ValueError` that names it and says how to recover (`recover`)."
+    try: return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path} is not valid JSON ({e}); {recover}") from None
+
 def _prepare_out(out, config):
     "Create the run folder, check it is writable, and write `config.json` (or check it matches a stored one)."
     out = check_out(out)
     cfg = _jsonable(config or {})
     p = out / 'config.json'
     if p.exists():
-        old = json.loads(p.read_text())
+        old = read_json(p, 'delete it (and the rest of the folder) to start the run again')
         if old != cfg:
             diff = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
             raise ValueError(f"`out` {str(out)!r} holds a run with another configuration (differs in {', '.join(diff)}); "
@@ -346,7 +352,10 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
         st = dict(step=0, rows=[], wall_s=0., best=None, since_best=0, solved_step=None, stop=None, done=False)
         ckpt = out / 'checkpoint.pt' if out else None
         if ckpt and ckpt.exists():
-            c = torch.load(ckpt, map_location='cpu', weights_only=True)
+            try: c = torch.load(ckpt, map_location='cpu', weights_only=True)
+            except Exception as e:
+                raise ValueError(f"{ckpt} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); restore it "
+                                 f"(`git checkout -- {ckpt}` where it is committed) or delete it to train this run from step 0") from None
             model.load_state_dict(c['model']); opt.load_state_dict(c['optimizer']); set_rng_states(c['rng'], gen)
             if hasattr(sample, 'load_state_dict') and c['sampler'] is not None: sample.load_state_dict(c['sampler'])
             st = c['state']
@@ -408,7 +417,7 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
 def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save):
     "Evaluate on `test`, mark the checkpoint done, write `final.json`; return the `Run`."
     log = pd.DataFrame(st['rows'], columns=LOG_COLUMNS)
-    if out and st['done'] and (out / 'final.json').exists(): return Run(log, json.loads((out / 'final.json').read_text()), model, out, True)
+    if out and st['done'] and (out / 'final.json').exists(): return Run(log, read_json(out / 'final.json', 'delete it to evaluate the finished run again'), model, out, True)
     last = st['rows'][-1]
     res = dict(evaluate(model, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device), split='test') if test is not None else \
           dict({k: last[k] for k in ('loss', 'task_loss', 'budget_loss', 'metric', 'updates', 'ponder', 'repetitions')}, split='val')

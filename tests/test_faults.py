@@ -1,0 +1,54 @@
+"Bad input is refused by name, and damaged run folders say which file and how to recover."
+import json
+import pytest
+import torch
+from adaptive_rnn.cells import RNNCell, LSTMCell
+from adaptive_rnn.act import ACT, ponder_cost
+from adaptive_rnn.skip import budget_loss
+from adaptive_rnn.tasks import addition_task, frequency_task
+from adaptive_rnn.experiments import run_experiment
+from adaptive_rnn.cli import main
+
+
+@pytest.mark.parametrize('make,err,words', [
+    (lambda: RNNCell(2, 3, bias='no'), TypeError, '`bias`'),
+    (lambda: ACT(LSTMCell(3, 4), batch_first='no'), TypeError, '`batch_first`'),
+    (lambda: ACT(LSTMCell(3, 4), learn_init='no'), TypeError, '`learn_init`'),
+    (lambda: ACT(LSTMCell(3, 4), halting_bias='a'), TypeError, '`halting_bias`'),
+    (lambda: budget_loss(torch.zeros(0, 5), 1e-4), ValueError, 'empty batch'),
+    (lambda: budget_loss(torch.ones(2, 5, dtype=torch.long), 1e-4), TypeError, 'floating'),
+    (lambda: budget_loss(torch.ones(2, 5, dtype=torch.bool), 1e-4), TypeError, 'floating'),
+    (lambda: ponder_cost(torch.zeros(0, 5), 1e-2), ValueError, 'empty batch'),
+    (lambda: addition_task(2, seq_len=5, max_digits=19), ValueError, '`max_digits`'),
+    (lambda: frequency_task(2, sampling_period=1e-9), ValueError, '`sampling_period`'),
+    (lambda: run_experiment('adding', 'lstm', quick=True, out=''), ValueError, '`out`'),
+])
+def test_bad_input_is_refused_by_name(make, err, words):
+    with pytest.raises(err, match=words): make()
+
+
+def test_the_largest_addition_that_fits_still_works():
+    x, y = addition_task(3, seq_len=5, max_digits=17, seed=0)
+    assert x.shape[:2] == (3, 5)
+
+
+@pytest.mark.parametrize('name,damage,words', [
+    ('checkpoint.pt', b'not a checkpoint', 'checkpoint.pt cannot be read'),
+    ('config.json', b'{"experiment": ', 'config.json is not valid JSON'),
+    ('final.json', b'{"metric": ', 'final.json is not valid JSON'),
+])
+def test_a_damaged_run_folder_names_the_file(tmp_path, name, damage, words, capsys):
+    args = ['run', 'adding', '--model', 'lstm', '--quick', '--steps', '5', '--set', 'eval_every=5', '--out', str(tmp_path / 'r'), '--no-progress']
+    assert main(args) == 0
+    (tmp_path / 'r' / name).write_bytes(damage)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and words in err and ('delete' in err or 'restore' in err), err
+
+
+def test_empty_folders_and_unwritable_bench_output_fail_first(capsys):
+    assert main(['run', 'adding', '--model', 'lstm', '--quick', '--out', '']) == 2
+    assert "expected a folder" in capsys.readouterr().err
+    assert main(['bench', 'train_step', '--quick', '--out', '/proc/adaptive_rnn_bench']) == 2   # at once: nothing ran
+    assert 'writable' in capsys.readouterr().err
