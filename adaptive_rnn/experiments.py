@@ -697,7 +697,7 @@ def sweep(experiment:str,                 # a key of `EXPERIMENTS`
     for r, st in zip(plan, table.status):
         if st == 'complete': outcome[r.out] = 'already complete'; print(f"already complete  {r.out}: {_final_text(r.out, e)}", file=out)
         else: todo.append(r)
-    running, stop, shown = {}, [], [0., '']
+    running, stop, shown, signalled = {}, [], [0., ''], set()
     def on_signal(signum, frame): stop.append(signum)
     old = signal.signal(signal.SIGTERM, on_signal) if threading.current_thread() is threading.main_thread() else None
     bar = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f'sweep {experiment}', disable=not progress, dynamic_ncols=True, file=out)
@@ -714,9 +714,10 @@ def sweep(experiment:str,                 # a key of `EXPERIMENTS`
                 running[r.out] = (proc, log, start)
                 bar.write(f"started           {r.out} ({run_status(r.out)})", file=out)
             if stop and not todo and not running: break
-            if stop:
+            if stop:                                          # pass the signal on, once: each run checkpoints and stops
                 todo.clear()
-                for proc, *_ in running.values(): proc.poll() is None and proc.send_signal(signal.SIGTERM)
+                for o, (proc, *_) in running.items():
+                    if o not in signalled and proc.poll() is None: proc.send_signal(signal.SIGTERM); signalled.add(o)
             time.sleep(0.2)
             for o, (proc, log, start) in list(running.items()):
                 if proc.poll() is None: continue
