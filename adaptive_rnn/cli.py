@@ -8,6 +8,7 @@ __all__ = ['CLIError', 'build_parser', 'main']
 # %% ../nbs/cli.ipynb #b651ca6a
 import argparse, importlib.util, math, signal, sys, textwrap
 from pathlib import Path
+from . import __version__
 from .experiments import (EXPERIMENTS, MODELS, run_experiment, run_name, resolve_knobs, get_experiment, get_model, _steps_text,
                                       parse_settings, sweep, report)
 
@@ -60,10 +61,17 @@ def _epilog() -> str:
     lines += [f"  {m.name:<17} {m.description}{knob[m.kind]}" for m in MODELS.values()]
     return '\n'.join(lines)
 
+def _benchmark_names() -> list:
+    "The registered benchmarks (none where this installation has no `adaptive_rnn.bench`)."
+    if importlib.util.find_spec('adaptive_rnn.bench') is None: return []
+    from adaptive_rnn.bench import BENCHMARKS
+    return sorted(n for n in BENCHMARKS if not n.startswith('_'))
+
 def build_parser() -> argparse.ArgumentParser:
     "The `adaptive-rnn` argument parser."
     p = _Parser(prog='adaptive-rnn', description='Train and evaluate Skip RNN, ACT and Repeat RNN models on the experiments of their papers.',
                 epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--version', action='version', version=f'adaptive-rnn {__version__}')
     sub = p.add_subparsers(dest='command', metavar='{list,run,sweep,report,bench}')
     sub.add_parser('list', help='the experiments, models and paper settings')
     r = sub.add_parser('run', help='train a model on an experiment (resumes from its folder)', epilog=_epilog(),
@@ -73,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--cost-per-sample', type=_nonneg, metavar='λ', help='Skip RNN cost per sample (skip models; default 0)')
     r.add_argument('--tau', type=_nonneg, metavar='τ', help='ACT time penalty (act models; default 0.01)')
     r.add_argument('--repeats', type=_pos_int, metavar='ρ', help='reads of every input (repeat models; default 2)')
-    r.add_argument('--seed', type=_nonneg_int, default=0, metavar='S')
+    r.add_argument('--seed', type=_nonneg_int, default=0, metavar='S', help='seed of the weights, the data and the gates (default 0)')
     r.add_argument('--quick', action='store_true', help='the quick settings (seconds on a CPU) instead of the paper\'s')
     r.add_argument('--device', default='cpu', help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     r.add_argument('--out', type=_folder, metavar='DIR', help='run folder (default results/<experiment>/<model>[_lam…|_tau…|_rep…]_seed<S>[_quick])')
@@ -107,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument('--runs', metavar='GLOB', help="run folders (default results/<experiment>/*)")
     rp.add_argument('--out', type=_folder, metavar='DIR', help='where to write table.md, table.csv, curves.png (default results/<experiment>/report)')
     b = sub.add_parser('bench', help='speed and memory benchmarks (adaptive_rnn.bench)')
-    b.add_argument('name', help='the benchmark to run')
+    b.add_argument('name', help=f"the benchmark to run: {', '.join(_benchmark_names())} or all")
     b.add_argument('--out', type=_folder, metavar='DIR', default=Path('results/bench'), help='where to write its JSON (default results/bench)')
     b.add_argument('--quick', action='store_true', help='small sizes, seconds on a CPU')
     return p
@@ -156,10 +164,12 @@ def _bench(a) -> int:
         raise CLIError("benchmarks are not available: this installation has no adaptive_rnn.bench module")
     from adaptive_rnn.bench import run_benchmark, BENCHMARKS
     from adaptive_rnn.train import check_out
-    if a.name not in BENCHMARKS: raise CLIError(f"unknown benchmark {a.name!r}; choose one of: {', '.join(sorted(BENCHMARKS))}")
+    names = _benchmark_names() if a.name == 'all' else [a.name]
+    if a.name != 'all' and a.name not in BENCHMARKS: raise CLIError(f"unknown benchmark {a.name!r}; choose one of: {', '.join(_benchmark_names())} or all")
     check_out(a.out)                                          # before the benchmark runs, not after
-    run_benchmark(a.name, a.out, **(dict(quick=True) if a.quick else {}))
-    print(f"wrote {a.out / (a.name + '.json')}")
+    for name in names:
+        run_benchmark(name, a.out, **(dict(quick=True) if a.quick else {}))
+        print(f"wrote {a.out / (name + '.json')}")
     return 0
 
 # %% ../nbs/cli.ipynb #a416f91e

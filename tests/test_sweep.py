@@ -148,3 +148,17 @@ def test_ctrl_c_exits_130_with_a_checkpoint(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and 'resumes it' in err, err
     assert torch.load(tmp_path / 'r' / 'checkpoint.pt', weights_only=True)['state']['step'] > 0
+
+
+def test_version_and_the_benchmark_names(capsys):
+    assert main(['--version']) == 0
+    from adaptive_rnn import __version__
+    assert capsys.readouterr().out.strip() == f'adaptive-rnn {__version__}'
+    assert main(['bench', '--help']) == 0
+    out = capsys.readouterr().out
+    for name in ('layers', 'skip_inference', 'skip_train', 'act', 'train_step', 'all'): assert name in out
+
+
+def test_bench_all_quick_writes_every_benchmark(tmp_path, capsys):
+    assert main(['bench', 'all', '--quick', '--out', str(tmp_path)]) == 0
+    assert {p.stem for p in tmp_path.glob('*.json')} == {'layers', 'skip_inference', 'skip_train', 'act', 'train_step'}
