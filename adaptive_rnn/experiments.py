@@ -806,6 +806,7 @@ def run_values(e:Experiment, run:dict) -> dict:
     meets = (lambda v: tasks.solved(e.name, v)) if e.name in tasks.SOLVED_CRITERIA else None
     step = first_step_meeting(log['step'], log['metric'], meets, smoothed) if meets and len(log) else None
     if not meets: solved = None
+    elif not f: solved = True if step is not None else None          # still running: solved so far, or not known yet
     elif smoothed: solved = step is not None
     else: solved = f.get('metric') is not None and meets(f['metric'])
     T = cfg.get('settings', {}).get('task', {}).get('seq_len')
@@ -829,20 +830,27 @@ def _ours_text(q:str, vals:list, steps:list) -> str:
     from adaptive_rnn.plots import mean_std
     if not vals: return '–'
     if q == 'solved':
-        n = sum(bool(v) for v in vals)
-        return f"{'Yes' if n == len(vals) else 'No' if n == 0 else 'partly'} ({n}/{len(vals)})"
+        known = [v for v in vals if v is not None]                   # (None: a run still going that has not solved yet)
+        if not known: return f"running ({len(vals)})"
+        n = sum(bool(v) for v in known)
+        return f"{'Yes' if n == len(known) else 'No' if n == 0 else 'partly'} ({n}/{len(known)})" + (f", {len(vals) - len(known)} running" if len(known) < len(vals) else '')
     if q == 'solved_step':
         got = [v for v in vals if v is not None]
         return mean_std(got, _OURS_FMT[q]) + (f' ({len(got)}/{len(vals)})' if len(got) < len(vals) else '') if got \
                else f"not solved in {max(steps):,} steps"
     return mean_std(vals, _OURS_FMT.get(q, '{:.3g}'))
 
+def _report_runs(experiment:str, runs=None) -> list:
+    "The run folders of `experiment` in `runs` (a glob or a list), or by default those of results/<experiment>/ not at the quick settings."
+    from adaptive_rnn.plots import read_runs
+    found = [r for r in read_runs(runs if runs is not None else Path('results') / experiment / '*') if r['config'].get('experiment') == experiment]
+    return found if runs is not None else [r for r in found if not r['config'].get('quick')]
+
 def report_table(experiment:str, runs=None) -> pd.DataFrame:
-    "The paper's table of `experiment` with ours beside it, from the run folders `runs` (default: results/<experiment>/*)."
+    "The paper's table of `experiment` with ours beside it, from the run folders `runs` (default: the runs of results/<experiment>/ not at the quick settings)."
     from adaptive_rnn.plots import read_runs
     e = get_experiment(experiment)
-    found = [r for r in read_runs(runs if runs is not None else Path('results') / experiment / '*')   # runs that logged something
-             if r['config'].get('experiment') == experiment and (len(r['log']) or r['final'])]
+    found = [r for r in _report_runs(experiment, runs) if len(r['log']) or r['final']]   # runs that logged something
     used, rows = set(), []
     for pr in e.paper_rows:
         # a quick run matches every task setting of its model: it goes to the first such row only
@@ -868,8 +876,7 @@ def report_curves(experiment:str, runs=None, ax=None):
     "The smoothed held-out metric and updates (Skip RNN tasks) or repetitions (ACT tasks) against steps, a line per row with runs."
     from adaptive_rnn.plots import read_runs, learning_curves
     e = get_experiment(experiment)
-    found = [r for r in read_runs(runs if runs is not None else Path('results') / experiment / '*')
-             if r['config'].get('experiment') == experiment and len(r['log'])]
+    found = [r for r in _report_runs(experiment, runs) if len(r['log'])]
     groups, used = {}, set()
     for pr in e.paper_rows:
         mine = [r for r in found if _matches(pr, r['config']) and not (r['config'].get('quick') and r['path'] in used)]
@@ -890,7 +897,7 @@ def report_curves(experiment:str, runs=None, ax=None):
     return ax
 
 def report(experiment:str,            # a key of `EXPERIMENTS`
-           runs=None,                 # run folders: a glob or a list (default results/<experiment>/*)
+           runs=None,                 # run folders: a glob or a list (default: results/<experiment>/*, quick runs left out)
            out=None,                  # folder for table.md, table.csv, curves.png (default results/<experiment>/report)
           ) -> pd.DataFrame:
     "Write the paper's table beside ours (Markdown and CSV) and the smoothed curves (PNG) of `experiment`; return the table."
@@ -900,7 +907,7 @@ def report(experiment:str,            # a key of `EXPERIMENTS`
     t.to_csv(out / 'table.csv')
     head = [f"# {e.title}: {e.table} beside ours", '',
             f"Paper: {e.source}. Ours: mean ± std over the seeds that ran, from the run folders "
-            f"`{runs if runs is not None else Path('results') / experiment / '*'}`; `setting` says where a run departs from the "
+            f"`{runs if runs is not None else Path('results') / experiment / '*'}`{'' if runs is not None else ' (the quick runs left out)'}; `setting` says where a run departs from the "
             f"paper's ('paper': it does not). Solved: {e.solved_text or 'as the paper reports it'}.", '']
     if e.note: head += [f"Note: {e.note}.", '']
     cols = ['model', *t.columns]
