@@ -846,16 +846,21 @@ def _report_runs(experiment:str, runs=None) -> list:
     found = [r for r in read_runs(runs if runs is not None else Path('results') / experiment / '*') if r['config'].get('experiment') == experiment]
     return found if runs is not None else [r for r in found if not r['config'].get('quick')]
 
-def report_table(experiment:str, runs=None) -> pd.DataFrame:
-    "The paper's table of `experiment` with ours beside it, from the run folders `runs` (default: the runs of results/<experiment>/ not at the quick settings)."
-    from adaptive_rnn.plots import read_runs
+def _runs_per_row(experiment:str, runs=None) -> list:
+    "`(PaperRow, its runs)` for every row of the paper's table, from the run folders that logged something (`_report_runs`)."
     e = get_experiment(experiment)
-    found = [r for r in _report_runs(experiment, runs) if len(r['log']) or r['final']]   # runs that logged something
-    used, rows = set(), []
+    found = [r for r in _report_runs(experiment, runs) if len(r['log']) or r['final']]
+    used, pairs = set(), []
     for pr in e.paper_rows:
         # a quick run matches every task setting of its model: it goes to the first such row only
         mine = [r for r in found if _matches(pr, r['config']) and not (r['config'].get('quick') and r['path'] in used)]
         used.update(r['path'] for r in mine)
+        pairs.append((pr, mine))
+    return pairs
+
+def _table(e:Experiment, pairs:list) -> pd.DataFrame:
+    rows = []
+    for pr, mine in pairs:
         vals = [run_values(e, r) for r in mine]
         d = {'model': row_label(pr.model, pr.knob, pr.task)}
         for q in e.columns:
@@ -871,17 +876,15 @@ def report_table(experiment:str, runs=None) -> pd.DataFrame:
         rows.append(d)
     return pd.DataFrame(rows).set_index('model')
 
+def report_table(experiment:str, runs=None) -> pd.DataFrame:
+    "The paper's table of `experiment` with ours beside it, from the run folders `runs` (default: the runs of results/<experiment>/ not at the quick settings)."
+    return _table(get_experiment(experiment), _runs_per_row(experiment, runs))
+
 # %% ../nbs/11_experiments.ipynb #fd6e0748
-def report_curves(experiment:str, runs=None, ax=None):
-    "The smoothed held-out metric and updates (Skip RNN tasks) or repetitions (ACT tasks) against steps, a line per row with runs."
-    from adaptive_rnn.plots import read_runs, learning_curves
-    e = get_experiment(experiment)
-    found = [r for r in _report_runs(experiment, runs) if len(r['log'])]
-    groups, used = {}, set()
-    for pr in e.paper_rows:
-        mine = [r for r in found if _matches(pr, r['config']) and not (r['config'].get('quick') and r['path'] in used)]
-        used.update(r['path'] for r in mine)
-        if mine: groups[row_label(pr.model, pr.knob, pr.task)] = [r['log'] for r in mine]
+def _curves(e:Experiment, pairs:list, ax=None):
+    from adaptive_rnn.plots import learning_curves
+    groups = {row_label(pr.model, pr.knob, pr.task): [r['log'] for r in mine if len(r['log'])] for pr, mine in pairs}
+    groups = {k: v for k, v in groups.items() if v}
     second = 'repetitions' if e.name in ('parity', 'addition') else 'updates'
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(1, 2, figsize=(12, 4))
@@ -896,6 +899,10 @@ def report_curves(experiment:str, runs=None, ax=None):
     for a in ax: a.legend(fontsize=7)
     return ax
 
+def report_curves(experiment:str, runs=None, ax=None):
+    "The smoothed held-out metric and updates (Skip RNN tasks) or repetitions (ACT tasks) against steps, a line per row with runs."
+    return _curves(get_experiment(experiment), _runs_per_row(experiment, runs), ax)
+
 def report(experiment:str,            # a key of `EXPERIMENTS`
            runs=None,                 # run folders: a glob or a list (default: results/<experiment>/*, quick runs left out)
            out=None,                  # folder for table.md, table.csv, curves.png (default results/<experiment>/report)
@@ -903,7 +910,8 @@ def report(experiment:str,            # a key of `EXPERIMENTS`
     "Write the paper's table beside ours (Markdown and CSV) and the smoothed curves (PNG) of `experiment`; return the table."
     e = get_experiment(experiment)
     out = check_out(Path('results') / experiment / 'report' if out is None else out)
-    t = report_table(experiment, runs)
+    pairs = _runs_per_row(experiment, runs)                            # the run folders, read once for both
+    t = _table(e, pairs)
     t.to_csv(out / 'table.csv')
     head = [f"# {e.title}: {e.table} beside ours", '',
             f"Paper: {e.source}. Ours: mean ± std over the seeds that ran, from the run folders "
@@ -915,6 +923,6 @@ def report(experiment:str,            # a key of `EXPERIMENTS`
     lines += ['| ' + ' | '.join([str(i), *map(str, r)]) + ' |' for i, r in zip(t.index, t.values)]
     (out / 'table.md').write_text('\n'.join(head + lines) + '\n')
     import matplotlib.pyplot as plt
-    ax = report_curves(experiment, runs)
+    ax = _curves(e, pairs)
     ax[0].figure.tight_layout(); ax[0].figure.savefig(out / 'curves.png', dpi=110); plt.close(ax[0].figure)
     return t

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import to_rgb
 import seaborn as sns
 from scipy.signal import savgol_filter
+from .train import read_json
 
 # %% ../nbs/10_plots.ipynb #c41c61e1
 def smooth(y, window:int=71, order:int=3) -> np.ndarray:
@@ -212,9 +213,7 @@ def read_runs(runs) -> list:
     out = []
     for p in map(Path, paths):
         if not (p / 'config.json').is_file(): continue
-        def load(name):
-            try: return json.loads((p / name).read_text())
-            except json.JSONDecodeError as e: raise ValueError(f"{p / name} is not valid JSON ({e}); delete it to redo that part of the run") from None
+        load = lambda name: read_json(p / name, 'delete it to redo that part of the run')   # (chapter 09's: names the file)
         log = read_log(p) if (p / 'log.csv').exists() else pd.DataFrame()
         out.append(dict(path=p, name=p.name, config=load('config.json'), final=load('final.json') if (p / 'final.json').exists() else None, log=log))
     return out
