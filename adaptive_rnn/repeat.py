@@ -9,9 +9,9 @@ __all__ = ['repeat_inputs', 'RepeatOutput', 'RepeatRNN', 'RepeatSkipOutput', 'Re
 from typing import NamedTuple
 import torch
 from torch import nn, Tensor
-from .cells import RecurrentCell, check_input, check_int
+from .cells import RecurrentCell, check_input, check_int, document
 from . import layers
-from .layers import unroll, Recurrent
+from .layers import unroll, Recurrent, check_lengths
 from .skip import SkipRNN
 
 # %% ../nbs/06_repeat.ipynb #64789bf3
@@ -31,7 +31,7 @@ def repeat_inputs(x:Tensor, repeats:int, batch_first:bool=True) -> Tensor:
 # %% ../nbs/06_repeat.ipynb #14e0c5e7
 class RepeatOutput(NamedTuple):
     "What `RepeatRNN.forward` returns; `ponder` and `steps` are zero past the end of a sequence."
-    output: Tensor   # the state after the last read of each input, (B, T, H)
+    output: Tensor   # the state after the last read of each input, (B, T, H), or (T, B, H) if not `batch_first`
     state: object    # the last state, `h` or `(h, c)` each (1, B, H), as torch.nn
     ponder: Tensor   # ρ for every input (reads per input, to log beside ACT's), (B, T), float
     steps: Tensor    # the same, long
@@ -42,7 +42,7 @@ class RepeatRNN(Recurrent):
     the first-read flag (feature 0) itself, so `forward` takes `x` `(B, T, cell.input_size - 1)`."""
     def __init__(self, cell:RecurrentCell,      # any cell of chapter 01, `input_size` = features + 1
                  repeats:int,                   # ρ, the reads of every input
-                 batch_first:bool=True, learn_init:bool=False):
+                 batch_first:bool=False, learn_init:bool=False):
         nn.Module.__init__(self)
         if not isinstance(cell, RecurrentCell): raise TypeError(f"`cell` must be a RecurrentCell, got {type(cell).__name__}")
         if cell.input_size < 2: raise ValueError(f"`cell.input_size` must be features + 1 (the flag) >= 2, got {cell.input_size}")
@@ -58,7 +58,7 @@ class RepeatRNN(Recurrent):
 
 # %% ../nbs/06_repeat.ipynb #4c888968
 def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOutput:
-    "`x` `(B, T, I)` (or `(T, B, I)` if not `batch_first`) without the flag → `RepeatOutput`."
+    "`x` `(T, B, I)` (`(B, T, I)` if `batch_first`) without the flag → `RepeatOutput`."
     x, lengths, unbatched = self._prepare(x, lengths)
     (T, B, I), rho = x.shape, self.repeats
     s = self._split_state(state, B, unbatched)[0]
@@ -82,11 +82,12 @@ def _forward(self:RepeatRNN, x:Tensor, state=None, *, lengths=None) -> RepeatOut
     return RepeatOutput(y, state, ponder, ponder.long())
 
 RepeatRNN.forward = _forward
+document(RepeatRNN)
 
 # %% ../nbs/06_repeat.ipynb #80f77fb0
 class RepeatSkipOutput(NamedTuple):
     "What `RepeatSkip.forward` returns."
-    output: Tensor        # the Skip layer's output after the last read of each input, (B, T, H)
+    output: Tensor        # the Skip layer's output after the last read of each input, (B, T, H) (or (T, B, H))
     state: object         # the Skip layer's last state, as torch.nn
     updates: Tensor       # u at every read, (B, T·ρ): for `budget_loss`
     update_probs: Tensor  # ũ at every read, (B, T·ρ)
@@ -102,10 +103,13 @@ class RepeatSkip(nn.Module):
         self.input_size, self.hidden_size, self.batch_first = skip.input_size - 1, skip.hidden_size, skip.batch_first
 
     def forward(self, x:Tensor, state=None, *, lengths=None, **kwargs) -> RepeatSkipOutput:
-        "`x` `(B, T, I)` without the flag (batch-first layers only) → `RepeatSkipOutput`; `kwargs` go to the Skip layer."
-        if not self.batch_first: raise ValueError("`skip` must be batch_first=True")
+        "`x` `(B, T, I)` (or `(T, B, I)` with a time-major Skip layer) without the flag → `RepeatSkipOutput`; `kwargs` go to the Skip layer."
         x = check_input(x, self.input_size, self.skip.cells[0].weight_ih, ndim=(3,))
-        B, T, rho = x.shape[0], x.shape[1], self.repeats
-        r = self.skip(repeat_inputs(x, rho), state, lengths=None if lengths is None else torch.as_tensor(lengths) * rho, **kwargs)
+        bf, rho = self.batch_first, self.repeats
+        B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
+        lengths = check_lengths(lengths, B, T, x.device)   # checked here, so that an error names the lengths given, not × ρ
+        r = self.skip(repeat_inputs(x, rho, batch_first=bf), state, lengths=None if lengths is None else lengths * rho, **kwargs)
         ponder = r.updates.reshape(B, T, rho).sum(-1)
-        return RepeatSkipOutput(r.output[:, rho - 1::rho], r.state, r.updates, r.update_probs, ponder)
+        out = r.output[:, rho - 1::rho] if bf else r.output[rho - 1::rho]
+        return RepeatSkipOutput(out, r.state, r.updates, r.update_probs, ponder)
+document(RepeatSkip)

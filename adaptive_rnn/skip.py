@@ -12,30 +12,30 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .cells import RNNCell, LSTMCell, GRUCell
+from .cells import RNNCell, LSTMCell, GRUCell, document
 from .layers import Recurrent, unroll, LSTM, GRU, RNN
 
 # %% ../nbs/03_skip_rnn.ipynb #9f253a88
 def straight_through(u_tilde:Tensor, u:Tensor) -> Tensor:
-    "`u`'s values with the gradient of `u_tilde`: the straight-through estimator $\\partial u/\\partial\\tilde u = 1$ (eq. 4.7)."
+    "`u`'s values with the gradient of `u_tilde`: the straight-through estimator ∂u/∂ũ = 1 (eq. 4.7)."
     return u + (u_tilde - u_tilde.detach()) if u_tilde.requires_grad else u
 
 def binarize_round(u_tilde:Tensor) -> Tensor:
-    "$u = 1$ iff $\\tilde u \\ge 0.5$ (ties update, eq. 4.2), with the straight-through gradient."
+    "u = 1 iff ũ ≥ 0.5 (ties update, eq. 4.2), with the straight-through gradient."
     return straight_through(u_tilde, (u_tilde >= 0.5).to(u_tilde.dtype))
 
 def binarize_bernoulli(u_tilde:Tensor, r:Tensor) -> Tensor:
-    "$u \\sim \\mathrm{Bernoulli}(\\tilde u)$ as $u = [r < \\tilde u]$ for uniform `r`, with the straight-through gradient."
+    "u ~ Bernoulli(ũ) as u = [r < ũ] for uniform `r`, with the straight-through gradient."
     return straight_through(u_tilde, (r < u_tilde).to(u_tilde.dtype))
 
 # %% ../nbs/03_skip_rnn.ipynb #a62cbd5e
 def next_u_tilde(u:Tensor, u_tilde:Tensor, delta_u:Tensor) -> Tensor:
-    "Eq. 4.5: $\\tilde u_{t+1} = u_t\\Delta\\tilde u_t + (1-u_t)(\\tilde u_t + \\min(\\Delta\\tilde u_t, 1-\\tilde u_t))$."
+    "Eq. 4.5: ũ_{t+1} = u_t Δũ_t + (1 - u_t)(ũ_t + min(Δũ_t, 1 - ũ_t))."
     return torch.lerp(u_tilde + torch.minimum(delta_u, 1 - u_tilde), delta_u, u)
 
 # %% ../nbs/03_skip_rnn.ipynb #0a44bd4d
 def n_skip(delta_u) -> Tensor:
-    "Eq. 4.6, steps skipped after an update whose gate gave `delta_u` (ties update): $\\lceil 0.5/\\Delta\\tilde u\\rceil - 1$."
+    "Eq. 4.6, steps skipped after an update whose gate gave `delta_u` (ties update): ceil(0.5 / Δũ) - 1."
     delta_u = torch.as_tensor(delta_u, dtype=torch.float64)
     return (torch.ceil(0.5 / delta_u) - 1).clamp(min=0)
 
@@ -52,11 +52,13 @@ class SkipOutput(NamedTuple):
 class SkipRNN(Recurrent):
     "A stack of cells that updates or copies its whole state at each step (Skip RNN, Campos et al. 2018)."
     cell_type = RNNCell
-    def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=True,
+    def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=False,
                  dropout:float=0.0, learn_init:bool=False, device=None, dtype=None,
                  binarize:str='round',          # 'round' (u = 1 iff ũ ≥ 0.5) or 'bernoulli' (u ~ Bernoulli(ũ))
                  gate_input:Optional[str]=None, # part of the top state the gate reads: 'h', or 'c' (LSTM, the default)
                  **cell_kwargs):
+        if cell_kwargs.get('bidirectional'):   # one gate decides for the whole stack as time runs forward
+            raise ValueError("`bidirectional`: a Skip RNN's update gate runs forward in time; bidirectional Skip RNNs are not supported")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, learn_init, device=device, dtype=dtype, **cell_kwargs)
         if binarize not in ('round', 'bernoulli'): raise ValueError(f"`binarize` must be 'round' or 'bernoulli', got {binarize!r}")
         names = ('h', 'c')[:self.cells[0].n_states]
@@ -67,7 +69,7 @@ class SkipRNN(Recurrent):
         nn.init.constant_(self.update_gate.bias, 1.)                              # b_p = 1: use every sample at first
 
     def delta_u(self, top_state:tuple) -> Tensor:
-        "Eq. 4.4 from the top layer's state tuple: $\\Delta\\tilde u = \\sigma(W_p s + b_p)$, `(B, 1)`."
+        "Eq. 4.4 from the top layer's state tuple: Δũ = σ(W_p s + b_p), `(B, 1)`."
         return torch.sigmoid(self.update_gate(top_state[self._gate_idx]))
 
     def decide(self, u_tilde:Tensor, r:Optional[Tensor]) -> Tensor:
@@ -131,7 +133,9 @@ def _forward_masked(self:SkipRNN, x:Tensor, states:list, ut:Tensor, lengths=None
     return out, [tuple(carry[l * n:(l + 1) * n]) for l in range(self.num_layers)], us, uts, carry[-1]
 
 def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optional[bool]=None, u_tilde=None) -> SkipOutput:
-    "`x` `(B, T, I)` (or `(T, B, I)`) → `SkipOutput`; `u_tilde` is ũ_1 (default 1), `sparse` picks the path."
+    """`x` `(T, B, I)` (`(B, T, I)` if `batch_first`) → `SkipOutput`. `u_tilde`: ũ_1 per sequence (default 1: the first
+    step updates). `sparse=None` runs the sparse path (only the updating rows computed, chapter 04) when no gradient
+    is needed and the gate is deterministic, the dense path otherwise; `True` or `False` force one."""
     x, lengths, unbatched = self._prepare(x, lengths)
     T, B = x.shape[:2]
     states = self._split_state(state, B, unbatched)
@@ -148,14 +152,15 @@ def _forward(self:SkipRNN, x:Tensor, state=None, *, lengths=None, sparse:Optiona
 
 SkipRNN._pick_sparse, SkipRNN._forward_masked, SkipRNN.forward = _pick_sparse, _forward_masked, _forward
 SkipRNN._forward_dense = _forward_masked   # chapter 04 puts a whole-sequence kernel in front of it for training
+document(SkipRNN)
 
 # %% ../nbs/03_skip_rnn.ipynb #1e1c07b4
 class SkipLSTM(SkipRNN):
-    "Skip LSTM: LSTM cells, one update gate for the stack, reading the top layer's cell state $c_t$ by default."
+    "Skip LSTM: LSTM cells, one update gate for the stack, reading the top layer's cell state c_t by default."
     cell_type = LSTMCell
 
 class SkipGRU(SkipRNN):
-    "Skip GRU: GRU cells, one update gate for the stack, reading the top layer's $h_t$."
+    "Skip GRU: GRU cells, one update gate for the stack, reading the top layer's h_t."
     cell_type = GRUCell
 
 # %% ../nbs/03_skip_rnn.ipynb #eba98884
@@ -177,7 +182,7 @@ def _check_cost(v, name:str) -> float:
 def budget_loss(updates:Tensor, # u_t, (batch, time)
                 cost_per_sample:float # λ ≥ 0
                ) -> Tensor:
-    "Eq. 4.8 averaged over the batch: $\\lambda\\sum_t u_t$ per sequence, then the mean over sequences (a scalar)."
+    "Eq. 4.8 averaged over the batch: λ Σ_t u_t per sequence, then the mean over sequences (a scalar)."
     updates, lam = _check_updates(updates), _check_cost(cost_per_sample, 'cost_per_sample')
     return lam * updates.sum(1).mean(0)
 
@@ -187,7 +192,7 @@ def target_budget_loss(updates:Tensor, # u_t, (batch, time)
                        weight:float=1.0, # the loss' weight
                        norm:str='l1'   # 'l1': |Σu − k|, 'l2': (Σu − k)²
                       ) -> Tensor:
-    "The thesis' alternative budget: `weight` × the L1 or L2 distance between $\\sum_t u_t$ and `target`, batch mean."
+    "The thesis' alternative budget: `weight` × the L1 or L2 distance between Σ_t u_t and `target`, batch mean."
     updates = _check_updates(updates)
     target, weight = _check_cost(target, 'target'), _check_cost(weight, 'weight')
     if norm not in ('l1', 'l2'): raise ValueError(f"`norm` must be 'l1' or 'l2', got {norm!r}")
@@ -197,7 +202,7 @@ def target_budget_loss(updates:Tensor, # u_t, (batch, time)
 # %% ../nbs/03_skip_rnn.ipynb #697de1fc
 class RandomSkipRNN(SkipRNN):
     "Baseline: update the state with a fixed probability `p_update` at every step, independently (no learned gate)."
-    def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=True,
+    def __init__(self, input_size:int, hidden_size:int, num_layers:int=1, bias:bool=True, batch_first:bool=False,
                  dropout:float=0.0, learn_init:bool=False, device=None, dtype=None, p_update:float=0.5, **cell_kwargs):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, learn_init, device=device, dtype=dtype, **cell_kwargs)
         if isinstance(p_update, bool) or not isinstance(p_update, (int, float)) or not 0 < p_update <= 1:
@@ -210,16 +215,17 @@ class RandomSkipRNN(SkipRNN):
         return SkipRNN._initial_u_tilde(self, self.p_update if u_tilde is None else u_tilde, batch_size, like)
 
 class RandomSkipLSTM(RandomSkipRNN):
-    "LSTM with random state updates (the slides' $p_{skip} = 0.5$ baseline is `p_update=0.5`)."
+    "LSTM with random state updates (the slides' p_skip = 0.5 baseline is `p_update=0.5`)."
     cell_type = LSTMCell
 
 class RandomSkipGRU(RandomSkipRNN):
     "GRU with random state updates."
     cell_type = GRUCell
+document(RandomSkipRNN)
 
 # %% ../nbs/03_skip_rnn.ipynb #38a9eb44
 def count_updates(updates:Tensor, reduction:str='mean'):
-    "State updates per sequence, $\\sum_t u_t$: their batch mean (a float) or, with `reduction='none'`, a `(batch,)` tensor."
+    "State updates per sequence, Σ_t u_t: their batch mean (a float) or, with `reduction='none'`, a `(batch,)` tensor."
     n = _check_updates(updates).detach().sum(1)
     if reduction not in ('mean', 'none'): raise ValueError(f"`reduction` must be 'mean' or 'none', got {reduction!r}")
     return n.mean().item() if reduction == 'mean' else n
@@ -246,7 +252,7 @@ def _replay(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
     return k
 
 def _plan(start:Tensor, delta_u:Tensor, T:int) -> Tensor:
-    "Steps until the next update, $k^* = \\max(0, \\lceil(0.5 - a)/\\Delta\\tilde u\\rceil)$ from ũ = `start` (ties update), exact; capped at T+1."
+    "Steps until the next update, k* = max(0, ceil((0.5 - a) / Δũ)) from ũ = `start` (ties update), exact; capped at T+1."
     cpu = start.device.type == 'cpu'                                 # a few hundred numbers: numpy is cheaper than kernel launches
     lib = np if cpu else torch
     f64 = lambda v: (v if v.dtype in (torch.float32, torch.float64) else v.double()).numpy().astype(np.float64) if cpu else v.double()

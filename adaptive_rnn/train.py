@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['LOG_COLUMNS', 'CHECKPOINT_GIT_LIMIT', 'unpack_core', 'ModelOutput', 'SequenceModel', 'compute_cost',
-           'macs_per_update', 'seed_everything', 'get_device', 'TensorSampler', 'DatasetSampler', 'evaluate',
-           'atomic_write', 'rng_states', 'set_rng_states', 'write_log', 'Interrupted', 'Run', 'check_out', 'read_json',
-           'run_folder_lock', 'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'fit']
+           'macs_per_update', 'seed_everything', 'get_device', 'TensorSampler', 'DatasetSampler', 'check_held_out',
+           'evaluate', 'atomic_write', 'rng_states', 'set_rng_states', 'write_log', 'Interrupted', 'Run', 'check_out',
+           'read_json', 'run_folder_lock', 'denormals_flushed', 'cpu_settings', 'keep_out_of_git', 'DataParallel',
+           'fit']
 
 # %% ../nbs/09_training.ipynb #32531ea1
 import csv, json, math, os, platform, random, signal, threading, time, warnings
@@ -59,7 +60,7 @@ class SequenceModel(nn.Module):
 
 # %% ../nbs/09_training.ipynb #86088f40
 def compute_cost(out:ModelOutput, cost_per_sample:float=0., tau:float=0.) -> Tensor:
-    "The compute term of the loss: Skip RNN budget $\\lambda\\sum_t u_t$ plus ACT ponder cost $\\tau\\sum_t\\rho_t$, batch mean."
+    "The compute term of the loss: Skip RNN budget λ Σ_t u_t plus ACT ponder cost τ Σ_t ρ_t, batch mean."
     cost = out.prediction.new_zeros(())
     if out.updates is not None and cost_per_sample:
         from adaptive_rnn.skip import budget_loss
@@ -137,6 +138,16 @@ def _chunk(data, i:int, j:int) -> tuple:
     "Examples `i:j` of `data`: an `(x, y)` pair of tensors, or a dataset of `(x_k, y_k)` items (stacked)."
     if _is_pair(data): return data[0][i:j], data[1][i:j]
     return _chunk_items(data, range(i, min(j, len(data))))
+
+def check_held_out(data, name:str):
+    "A named error for an empty held-out set, or one whose inputs or targets hold NaN or inf (every evaluation would be NaN)."
+    n = len(data[0]) if _is_pair(data) else len(data) if hasattr(data, '__len__') else None
+    if n == 0: raise ValueError(f"`{name}` is empty: the evaluations need at least one example")
+    if _is_pair(data):
+        for part, t in zip(('inputs', 'targets'), data):
+            if isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"`{name}` holds NaN or inf in its {part}")
+    return data
 
 @torch.no_grad()
 def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, cost_per_sample:float=0., tau:float=0.,
@@ -304,6 +315,39 @@ def keep_out_of_git(ckpt:Path, limit:int=None) -> bool:
         with open(ign, 'a') as f: f.write(f"{ckpt.name}\n")
     return big or listed
 
+# %% ../nbs/09_training.ipynb #34a98b0a
+class DataParallel:
+    "The process group `fit` runs in (one process, rank 0 of 1, when `torch.distributed` is not initialised)."
+    def __init__(self):
+        import torch.distributed as dist
+        self.dist = dist
+        self.on = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.on else (0, 1)
+        self.main = self.rank == 0            # the one that writes
+
+    def wrap(self, model:nn.Module, device:torch.device) -> nn.Module:
+        "`model` in `DistributedDataParallel` (the same module when alone)."
+        if not self.on: return model
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    def shard(self, batch):
+        "This process's rows of the global batch (tensors and tuples of tensors, split along dim 0)."
+        if not self.on: return batch
+        if isinstance(batch, (tuple, list)): return type(batch)(self.shard(b) for b in batch)
+        n = batch.shape[0] // self.world
+        return batch[self.rank * n:(self.rank + 1) * n]
+
+    def agree(self, loss:Tensor, hit):
+        "The mean loss over the processes and the signal any of them caught (the same on every process)."
+        if not self.on: return loss.detach(), hit
+        t = torch.stack([loss.detach().float(), loss.new_tensor(float(hit or 0))])
+        self.dist.all_reduce(t)
+        return t[0] / self.world, ((hit or signal.SIGTERM) if t[1] > 0 else None)
+
+    def barrier(self):
+        if self.on: self.dist.barrier()
+
 # %% ../nbs/09_training.ipynb #bf560c3c
 def fit(model:nn.Module,              # a `SequenceModel` (or any module returning `ModelOutput`)
         sample:Callable,              # `sample(batch_size, generator) -> (x, y)` on the CPU
@@ -338,15 +382,20 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
     for name, v in (('steps', steps), ('batch_size', batch_size), ('eval_every', eval_every)): check_int(v, name)
     for name, v in (('cost_per_sample', cost_per_sample), ('tau', tau), ('lr', lr), ('checkpoint_every', checkpoint_every)): check_number(v, name)
     check_int(eval_batch_size, 'eval_batch_size')
+    check_held_out(val, 'val')
+    if test is not None: check_held_out(test, 'test')
     for name, v in (('patience', patience), ('num_threads', num_threads), ('checkpoint_steps', checkpoint_steps)):
         if v is not None: check_int(v, name)
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not math.isfinite(clip) or clip <= 0):
         raise ValueError(f"`clip` must be None (no clipping) or a finite number > 0, got {clip!r}")
-    device = get_device(device)
-    with cpu_settings(device, num_threads), run_folder_lock(out):
-        out = _prepare_out(out, config) if out is not None else None
+    device, par = get_device(device), DataParallel()
+    if batch_size % par.world: raise ValueError(f"`batch_size` {batch_size} must divide among the {par.world} processes")
+    with cpu_settings(device, num_threads), run_folder_lock(out if par.main else None):
+        out = (_prepare_out(out, config) if par.main else Path(out)) if out is not None else None
+        par.barrier()                                                  # the run folder is ready before any process reads it
         gen = seed_everything(seed)
         model.to(device).train()
+        net = par.wrap(model, device)
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
         macs = macs_per_update(getattr(model, 'core', model))
         st = dict(step=0, rows=[], wall_s=0., best=None, since_best=0, solved_step=None, stop=None, done=False)
@@ -373,7 +422,7 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
             r = evaluate(model, val, loss_fn, metric_fn, cost_per_sample, tau, eval_batch_size, device)
             row = dict(step=st['step'], wall_s=round(wall(), 3), **r, lr=opt.param_groups[0]['lr'], flops=r['updates'] * macs)
             st['rows'].append(row)
-            if out: write_log(out / 'log.csv', st['rows'])
+            if out and par.main: write_log(out / 'log.csv', st['rows'])
             m = r['metric']
             if st['best'] is None or (m > st['best'] if higher_is_better else m < st['best']): st['best'], st['since_best'] = m, 0
             else: st['since_best'] += 1
@@ -382,16 +431,18 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
             elif patience is not None and st['since_best'] >= patience: st['stop'] = 'patience'
             return row
 
-        with _CatchSignals() as sig, tqdm(total=steps, initial=st['step'], disable=not progress, desc=desc, dynamic_ncols=True) as bar:
-            if out and st['rows']: write_log(out / 'log.csv', st['rows'])  # drop rows written after the checkpoint
+        with _CatchSignals() as sig, tqdm(total=steps, initial=st['step'], disable=not progress or not par.main, desc=desc,
+                                          dynamic_ncols=True) as bar:
+            if out and st['rows'] and par.main: write_log(out / 'log.csv', st['rows'])  # drop rows written after the checkpoint
             if not st['rows']: log_eval()
             last_save = time.monotonic()
             while st['step'] < steps and st['stop'] is None:
-                x, y = sample(batch_size, gen)
+                x, y = par.shard(sample(batch_size, gen))                     # the whole batch, or this process's rows of it
                 x, y = x.to(device), y.to(device)
-                o = model(x)
+                o = net(x)
                 loss = loss_fn(o.prediction, y) + compute_cost(o, cost_per_sample, tau)
-                if not torch.isfinite(loss):
+                mean_loss, hit = par.agree(loss, sig.hit)
+                if not torch.isfinite(mean_loss):
                     st['stop'] = f"non-finite loss at step {st['step'] + 1}"; break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -402,19 +453,21 @@ def fit(model:nn.Module,              # a `SequenceModel` (or any module returni
                 st['step'] += 1; bar.update(1)
                 row = log_eval() if st['step'] % eval_every == 0 or st['step'] == steps else None
                 if row: bar.set_postfix(metric=f"{row['metric']:.4g}", updates=f"{row['updates']:.4g}", refresh=False)
-                if ckpt and (st['step'] == steps or st['stop'] or sig.hit or time.monotonic() - last_save >= checkpoint_every
-                             or (checkpoint_steps and st['step'] % checkpoint_steps == 0)):
+                hit = hit if par.on else sig.hit                              # alone: a signal caught during this step counts
+                if ckpt and par.main and (st['step'] == steps or st['stop'] or hit or time.monotonic() - last_save >= checkpoint_every
+                                          or (checkpoint_steps and st['step'] % checkpoint_steps == 0)):
                     save(); last_save = time.monotonic()
-                if sig.hit: raise Interrupted(f"stopped by signal {sig.hit} at step {st['step']}; " +
-                                              (f"the checkpoint in {out} resumes it" if ckpt else "no run folder, nothing saved"), sig.hit)
+                if hit: raise Interrupted(f"stopped by signal {hit} at step {st['step']}; " +
+                                          (f"the checkpoint in {out} resumes it" if ckpt else "no run folder, nothing saved"), hit)
                 if callback: callback(st['step'], row)
         if st['stop'] and st['stop'].startswith('non-finite'):
             warnings.warn(f"training stopped: {st['stop']}; the model{' and the checkpoint' if ckpt else ''} stay at step {st['step']}", RuntimeWarning)
+        if not par.main: return Run(pd.DataFrame(st['rows'], columns=LOG_COLUMNS), {}, model, None)   # rank 0 writes the end
         return _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, eval_batch_size, device, macs, steps,
-                       wall, save if ckpt else None)
+                       wall, save if ckpt else None, par.world)
 
 # %% ../nbs/09_training.ipynb #55a0abf8
-def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save):
+def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, device, macs, steps, wall, save, processes=1):
     "Evaluate on `test`, mark the checkpoint done, write `final.json`; return the `Run`."
     log = pd.DataFrame(st['rows'], columns=LOG_COLUMNS)
     if out and st['done'] and (out / 'final.json').exists(): return Run(log, read_json(out / 'final.json', 'delete it to evaluate the finished run again'), model, out, True)
@@ -426,7 +479,7 @@ def _finish(model, st, out, test, loss_fn, metric_fn, cost_per_sample, tau, bs, 
     final = _jsonable(dict(res, flops=res['updates'] * macs, steps=st['step'], max_steps=steps, stopped=st['stop'] or 'steps',
                            solved=st['solved_step'] is not None, solved_step=st['solved_step'], best_val_metric=st['best'],
                            val_metric=last['metric'], wall_s=round(wall(), 3), torch=torch.__version__, device=str(device),
-                           device_name=_device_name(device), python=platform.python_version()))
+                           device_name=_device_name(device), processes=processes, python=platform.python_version()))
     if out: atomic_write(out / 'final.json', lambda t: Path(t).write_text(json.dumps(final, indent=1)))
     return Run(log, final, model, out)
 

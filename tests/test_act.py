@@ -34,7 +34,7 @@ def naive(m, x):
 @pytest.mark.parametrize('M, N, rho', [(10, 4, 4.1), (2, 2, 2.7), (4, 4, 4.1)])
 def test_constant_halting_gives_thesis_numbers(cell_type, M, N, rho):
     torch.manual_seed(0)
-    r = constant_halting(ACT(cell_type(1 + 3, 5), max_ponder=M), 0.3)(torch.randn(4, 6, 3))
+    r = constant_halting(ACT(cell_type(1 + 3, 5), max_ponder=M, batch_first=True), 0.3)(torch.randn(4, 6, 3))
     assert isinstance(r, ACTOutput)
     assert torch.equal(r.steps, torch.full((4, 6), N))
     torch.testing.assert_close(r.ponder.detach(), torch.full((4, 6), rho), atol=1e-5, rtol=0)
@@ -50,7 +50,7 @@ def test_hand_computed_two_rows():
 @pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
 def test_batched_matches_row_by_row(cell_type):
     torch.manual_seed(1)
-    m = ACT(cell_type(1 + 3, 8, dtype=torch.float64), max_ponder=6, halting_bias=0.0)
+    m = ACT(cell_type(1 + 3, 8, dtype=torch.float64), max_ponder=6, halting_bias=0.0, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.normal_(0, 3.0)
     x = torch.randn(5, 7, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_batched_matches_row_by_row(cell_type):
 def test_max_ponder_one_is_the_plain_layer_on_flagged_input():
     torch.manual_seed(2)
     cell = LSTMCell(1 + 3, 5)
-    m, plain = ACT(cell, max_ponder=1), LSTM(1 + 3, 5)
+    m, plain = ACT(cell, max_ponder=1, batch_first=True), LSTM(1 + 3, 5, batch_first=True)
     plain.cells[0].load_state_dict(cell.state_dict())
     x = torch.randn(2, 6, 3)
     r = m(x)
@@ -79,7 +79,7 @@ def test_max_ponder_one_is_the_plain_layer_on_flagged_input():
 
 def test_ponder_cost_gradient_reaches_halting_unit():
     torch.manual_seed(3)
-    m = ACT(RNNCell(1 + 3, 6), max_ponder=10, halting_bias=-1.0)
+    m = ACT(RNNCell(1 + 3, 6), max_ponder=10, halting_bias=-1.0, batch_first=True)
     ponder_cost(m(torch.randn(4, 5, 3)).ponder, 0.01).backward()
     assert m.halting_unit.weight.grad.abs().sum() > 0 and m.halting_unit.bias.grad.abs().item() > 0
 
@@ -99,7 +99,7 @@ def test_ponder_cost_value_and_reduction():
 
 def test_gradcheck_through_act():
     torch.manual_seed(4)
-    m = ACT(GRUCell(1 + 2, 3, dtype=torch.float64), max_ponder=5, halting_bias=-0.5)
+    m = ACT(GRUCell(1 + 2, 3, dtype=torch.float64), max_ponder=5, halting_bias=-0.5, batch_first=True)
     x = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
     with torch.no_grad(): steps = m(x).steps
     # N(t) is piecewise constant: gradcheck holds where a small perturbation does not change it
@@ -110,7 +110,7 @@ def test_gradcheck_through_act():
 @pytest.mark.parametrize('k', [2, 3, 8])
 def test_check_every_does_not_change_results(k):
     torch.manual_seed(5)
-    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0)
+    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
     x = torch.randn(4, 5, 3)
     ref = m(x)
@@ -122,7 +122,7 @@ def test_check_every_does_not_change_results(k):
 
 def test_lengths_match_cut_sequences():
     torch.manual_seed(6)
-    m = ACT(GRUCell(1 + 3, 5), max_ponder=8, halting_bias=-1.0)
+    m = ACT(GRUCell(1 + 3, 5), max_ponder=8, halting_bias=-1.0, batch_first=True)
     x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 4])
     with torch.no_grad():
         r = m(x, lengths=lengths)
@@ -134,7 +134,7 @@ def test_lengths_match_cut_sequences():
 
 def test_unbatched_and_time_major():
     torch.manual_seed(7)
-    m = ACT(RNNCell(1 + 3, 5), max_ponder=5)
+    m = ACT(RNNCell(1 + 3, 5), max_ponder=5, batch_first=True)
     x = torch.randn(1, 4, 3)
     r, r1 = m(x), m(x[0])
     torch.testing.assert_close(r1.output, r.output[0]); assert r1.ponder.shape == (4,) and r1.state.shape == (1, 5)
@@ -145,7 +145,7 @@ def test_unbatched_and_time_major():
 
 def test_state_in_and_learn_init():
     torch.manual_seed(8)
-    m = ACT(LSTMCell(1 + 3, 5), max_ponder=5, learn_init=True)
+    m = ACT(LSTMCell(1 + 3, 5), max_ponder=5, learn_init=True, batch_first=True)
     x = torch.randn(2, 6, 3)
     r = m(x)
     r2 = m(x[:, 3:], r_state := m(x[:, :3]).state)
@@ -155,7 +155,7 @@ def test_state_in_and_learn_init():
 
 
 def test_state_dict_layout():
-    m = ACT(LSTMCell(1 + 3, 5))
+    m = ACT(LSTMCell(1 + 3, 5), batch_first=True)
     assert set(m.state_dict()) == {'cells.0.weight_ih', 'cells.0.weight_hh', 'cells.0.bias_ih', 'cells.0.bias_hh',
                                    'halting_unit.weight', 'halting_unit.bias'}
     assert m.halting_unit.bias.item() == 1.0
@@ -167,12 +167,12 @@ def test_state_dict_layout():
     (dict(epsilon='0.1'), 'epsilon'), (dict(check_every=0), 'check_every'), (dict(halting_bias=float('inf')), 'halting_bias'),
 ])
 def test_bad_constructor_arguments(kw, msg):
-    with pytest.raises(ValueError, match=msg): ACT(RNNCell(4, 5), **kw)
+    with pytest.raises(ValueError, match=msg): ACT(RNNCell(4, 5), **kw, batch_first=True)
 
 
 def test_bad_cell():
-    with pytest.raises(TypeError, match='cell'): ACT(nn.LSTMCell(4, 5))
-    with pytest.raises(ValueError, match='cell.input_size'): ACT(RNNCell(1, 5))
+    with pytest.raises(TypeError, match='cell'): ACT(nn.LSTMCell(4, 5), batch_first=True)
+    with pytest.raises(ValueError, match='cell.input_size'): ACT(RNNCell(1, 5), batch_first=True)
 
 
 @pytest.mark.parametrize('bad, exc, msg', [
@@ -186,7 +186,7 @@ def test_bad_cell():
     (lambda m: m(torch.randn(2, 3, 3), torch.zeros(1, 3, 5)), ValueError, 'state'),
 ])
 def test_bad_input(bad, exc, msg):
-    with pytest.raises(exc, match=msg): bad(ACT(RNNCell(4, 5)))
+    with pytest.raises(exc, match=msg): bad(ACT(RNNCell(4, 5), batch_first=True))
 
 
 @pytest.mark.parametrize('ponder, tau, exc, msg', [
@@ -201,7 +201,7 @@ def test_bad_ponder_cost(ponder, tau, exc, msg):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_cuda_matches_cpu():
     torch.manual_seed(9)
-    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0)
+    m = ACT(LSTMCell(1 + 3, 6), max_ponder=8, halting_bias=0.0, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
     x = torch.randn(4, 5, 3)
     r, rc = m(x), m.cuda()(x.cuda())
@@ -214,7 +214,7 @@ def test_module_hand_computed_two_rows_halting_at_different_N():
     with torch.no_grad():
         cell.weight_hh.zero_(); cell.bias_hh.zero_(); cell.bias_ih.zero_()
         cell.weight_ih.copy_(torch.tensor([[0., 1.], [2., 0.]]))
-    m = ACT(cell, max_ponder=10)
+    m = ACT(cell, max_ponder=10, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.copy_(torch.tensor([[1., 0.]])); m.halting_unit.bias.zero_()
     logit = lambda q: math.log(q / (1 - q))
     x = torch.tensor([math.atanh(logit(0.3)), math.atanh(logit(0.6))]).view(2, 1, 1).expand(2, 3, 1)
@@ -261,7 +261,7 @@ def test_kernel_matches_autograd(cell_kw, dtype, batch_first):
 @pytest.mark.parametrize('cell_type', [RNNCell, LSTMCell, GRUCell])
 def test_kernel_given_state_unbatched_and_check_every(cell_type):
     torch.manual_seed(12)
-    m = ACT(cell_type(1 + 2, 4, dtype=torch.float64), max_ponder=6, halting_bias=0.0, check_every=2)
+    m = ACT(cell_type(1 + 2, 4, dtype=torch.float64), max_ponder=6, halting_bias=0.0, check_every=2, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
     state = tuple(torch.randn(1, 4, dtype=torch.float64, requires_grad=True) for _ in range(m.cell.n_states))
     state = state if len(state) > 1 else state[0]
@@ -285,7 +285,7 @@ def _count_kernel_calls(monkeypatch):
 
 def test_kernel_is_used_and_first_order_only(monkeypatch):
     calls = _count_kernel_calls(monkeypatch)
-    m = ACT(LSTMCell(1 + 3, 5), max_ponder=4)
+    m = ACT(LSTMCell(1 + 3, 5), max_ponder=4, batch_first=True)
     x = torch.randn(2, 3, 3)
     r = m(x)
     assert len(calls) == 1
@@ -299,7 +299,7 @@ def test_kernel_is_used_and_first_order_only(monkeypatch):
 
 def test_kernel_without_grad_equals_with_grad():
     torch.manual_seed(13)
-    m = ACT(GRUCell(1 + 3, 5), max_ponder=6, halting_bias=0.0)
+    m = ACT(GRUCell(1 + 3, 5), max_ponder=6, halting_bias=0.0, batch_first=True)
     with torch.no_grad(): m.halting_unit.weight.normal_(0, 2.0)
     x = torch.randn(3, 4, 3)
     r = m(x)
@@ -316,8 +316,8 @@ def test_cell_without_kernel_runs_autograd_path(monkeypatch):
     calls = _count_kernel_calls(monkeypatch)
     torch.manual_seed(14)
     cell = _MyCell(1 + 3, 5)
-    m = ACT(cell, max_ponder=5)
-    ref = ACT(RNNCell(1 + 3, 5), max_ponder=5); ref.load_state_dict(m.state_dict())
+    m = ACT(cell, max_ponder=5, batch_first=True)
+    ref = ACT(RNNCell(1 + 3, 5), max_ponder=5, batch_first=True); ref.load_state_dict(m.state_dict())
     x = torch.randn(2, 4, 3)
     r = m(x)
     assert not calls

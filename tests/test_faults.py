@@ -8,13 +8,19 @@ from adaptive_rnn.skip import budget_loss
 from adaptive_rnn.tasks import addition_task, frequency_task
 from adaptive_rnn.experiments import run_experiment
 from adaptive_rnn.cli import main
+from adaptive_rnn.layers import LSTM
+from adaptive_rnn.skip import SkipGRU
+from adaptive_rnn.repeat import RepeatSkip
+from adaptive_rnn.train import fit, SequenceModel
+from adaptive_rnn.tasks import adding_task
+import torch.nn.functional as F
 
 
 @pytest.mark.parametrize('make,err,words', [
     (lambda: RNNCell(2, 3, bias='no'), TypeError, '`bias`'),
     (lambda: ACT(LSTMCell(3, 4), batch_first='no'), TypeError, '`batch_first`'),
-    (lambda: ACT(LSTMCell(3, 4), learn_init='no'), TypeError, '`learn_init`'),
-    (lambda: ACT(LSTMCell(3, 4), halting_bias='a'), TypeError, '`halting_bias`'),
+    (lambda: ACT(LSTMCell(3, 4), learn_init='no', batch_first=True), TypeError, '`learn_init`'),
+    (lambda: ACT(LSTMCell(3, 4), halting_bias='a', batch_first=True), TypeError, '`halting_bias`'),
     (lambda: budget_loss(torch.zeros(0, 5), 1e-4), ValueError, 'empty batch'),
     (lambda: budget_loss(torch.ones(2, 5, dtype=torch.long), 1e-4), TypeError, 'floating'),
     (lambda: budget_loss(torch.ones(2, 5, dtype=torch.bool), 1e-4), TypeError, 'floating'),
@@ -22,6 +28,12 @@ from adaptive_rnn.cli import main
     (lambda: addition_task(2, seq_len=5, max_digits=19), ValueError, '`max_digits`'),
     (lambda: frequency_task(2, sampling_period=1e-9), ValueError, '`sampling_period`'),
     (lambda: run_experiment('adding', 'lstm', quick=True, out=''), ValueError, '`out`'),
+    (lambda: LSTM(3, 4, dtype=torch.int64), TypeError, '`dtype`'),
+    (lambda: SkipGRU(3, 4, dtype=torch.bool), TypeError, '`dtype`'),
+    (lambda: ACT(LSTMCell(3, 4, dtype=torch.int32)), TypeError, '`dtype`'),
+    (lambda: run_experiment('adding', 'lstm', quick=True, val_size=0), ValueError, '`val_size`'),
+    (lambda: run_experiment('adding', 'lstm', quick=True, test_size=2.5), ValueError, '`test_size`'),
+    (lambda: RepeatSkip(SkipGRU(4, 5, batch_first=True), 2)(torch.randn(2, 3, 3), lengths=[4, 1]), ValueError, r'\[1, 3\], got \[4, 1\]'),
 ])
 def test_bad_input_is_refused_by_name(make, err, words):
     with pytest.raises(err, match=words): make()
@@ -52,3 +64,19 @@ def test_empty_folders_and_unwritable_bench_output_fail_first(capsys):
     assert "expected a folder" in capsys.readouterr().err
     assert main(['bench', 'train_step', '--quick', '--out', '/proc/adaptive_rnn_bench']) == 2   # at once: nothing ran
     assert 'writable' in capsys.readouterr().err
+
+
+def _toy_fit(val, test=None):
+    model = SequenceModel(LSTM(2, 4, batch_first=True), 4, 1)
+    sample = lambda b, g: adding_task(b, seq_len=5, generator=g)
+    return fit(model, sample, val, test=test, loss_fn=F.mse_loss, metric_fn=lambda p, y: -F.mse_loss(p, y), steps=2, batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize('val,test,words', [
+    ((torch.zeros(0, 5, 2), torch.zeros(0)), None, '`val` is empty'),
+    ((torch.full((3, 5, 2), float('nan')), torch.zeros(3)), None, '`val` holds NaN or inf in its inputs'),
+    ((torch.zeros(3, 5, 2), torch.tensor([0., float('inf'), 1.])), None, '`val` holds NaN or inf in its targets'),
+    ((torch.zeros(3, 5, 2), torch.zeros(3)), (torch.full((3, 5, 2), float('nan')), torch.zeros(3)), '`test` holds NaN'),
+])
+def test_fit_refuses_empty_or_non_finite_held_out_data(val, test, words):
+    with pytest.raises(ValueError, match=words): _toy_fit(val, test)

@@ -5,6 +5,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, PackedSequence
 from adaptive_rnn import layers
 from adaptive_rnn.layers import RNN, LSTM, GRU, unroll
+from adaptive_rnn.skip import SkipLSTM
 
 PAIRS = {'rnn_tanh': (RNN, nn.RNN, {}), 'rnn_relu': (RNN, nn.RNN, dict(nonlinearity='relu')),
          'lstm': (LSTM, nn.LSTM, {}), 'gru': (GRU, nn.GRU, {})}
@@ -162,10 +163,10 @@ def test_kernel_with_lengths(name, T):
 
 def test_sequence_kernel_is_used():
     x = torch.randn(2, 5, 3)
-    assert 'LSTMSequence' in type(LSTM(3, 4)(x)[0].grad_fn).__name__ or 'LSTMSequence' in str(LSTM(3, 4)(x)[0].grad_fn.next_functions)
-    assert 'GRUSequence' in type(GRU(3, 4)(x)[0].grad_fn).__name__ or 'GRUSequence' in str(GRU(3, 4)(x)[0].grad_fn.next_functions)
+    assert 'LSTMSequence' in type(LSTM(3, 4, batch_first=True)(x)[0].grad_fn).__name__ or 'LSTMSequence' in str(LSTM(3, 4, batch_first=True)(x)[0].grad_fn.next_functions)
+    assert 'GRUSequence' in type(GRU(3, 4, batch_first=True)(x)[0].grad_fn).__name__ or 'GRUSequence' in str(GRU(3, 4, batch_first=True)(x)[0].grad_fn.next_functions)
     for cls, name in ((LSTM, 'LSTMSequence'), (GRU, 'GRUSequence')):   # compiled, the layers run their kernels in compiled blocks
-        m = cls(3, 4, compiled=True); m.chunk = 2
+        m = cls(3, 4, compiled=True, batch_first=True); m.chunk = 2
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             y = m(x)[0]
@@ -182,7 +183,7 @@ def test_lengths_as_list_and_full_lengths():
 @pytest.mark.parametrize('cls', [RNN, LSTM, GRU])
 def test_learn_init_gets_gradients_and_is_used(cls):
     torch.manual_seed(0)
-    m = cls(3, 5, 2, learn_init=True)
+    m = cls(3, 5, 2, learn_init=True, batch_first=True)
     assert m.init_states.shape == (2, m.cells[0].n_states, 5)
     x = torch.randn(4, 6, 3)
     y0 = m(x)[0].detach()
@@ -198,7 +199,7 @@ def test_learn_init_gets_gradients_and_is_used(cls):
 
 def test_learn_init_gradcheck():
     for cls in (LSTM, GRU):
-        m = cls(2, 3, learn_init=True, dtype=torch.float64)
+        m = cls(2, 3, learn_init=True, dtype=torch.float64, batch_first=True)
         with torch.no_grad(): m.init_states.normal_()
         x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda x, *ps: m(x)[0], (x, *m.parameters()))
@@ -267,13 +268,13 @@ def test_no_grad_float64_unbatched(name):
 
 
 def test_check_finite():
-    m = LSTM(3, 5)
+    m = LSTM(3, 5, batch_first=True)
     x = torch.randn(2, 4, 3); x[1, 2, 0] = float('nan')
     m(x)                                            # off by default: no check
     with pytest.raises(ValueError, match='NaN'): m(x, check_finite=True)
     x_inf = torch.randn(2, 4, 3); x_inf[0, 0, 0] = float('inf')
-    with pytest.raises(ValueError, match='infinite'): LSTM(3, 5, check_finite=True)(x_inf)
-    LSTM(3, 5, check_finite=True)(torch.randn(2, 4, 3))
+    with pytest.raises(ValueError, match='infinite'): LSTM(3, 5, check_finite=True, batch_first=True)(x_inf)
+    LSTM(3, 5, check_finite=True, batch_first=True)(torch.randn(2, 4, 3))
 
 
 @pytest.mark.parametrize('bad, exc, msg', [
@@ -297,7 +298,7 @@ def test_check_finite():
     (lambda m: m(torch.full((2, 4, 3), float('inf')), check_finite=True), ValueError, 'NaN or infinite'),
 ])
 def test_bad_input(bad, exc, msg):
-    with pytest.raises(exc) as e: bad(GRU(3, 5))
+    with pytest.raises(exc) as e: bad(GRU(3, 5, batch_first=True))
     assert msg in str(e.value)
 
 
@@ -315,13 +316,13 @@ def test_bad_constructor(kw, exc, msg):
 
 
 def test_from_torch_bad():
-    with pytest.raises(ValueError, match='bidirectional'): LSTM.from_torch(nn.LSTM(3, 5, bidirectional=True))
+    with pytest.raises(ValueError, match='proj_size'): LSTM.from_torch(nn.LSTM(3, 5, proj_size=2))
     with pytest.raises(TypeError, match='`m`'): LSTM.from_torch(nn.GRU(3, 5))
     with pytest.raises(TypeError, match='`m`'): LSTM.from_torch(nn.Linear(3, 5))
 
 
 def test_device_mismatch_message():
-    m = GRU(3, 5, device='meta')
+    m = GRU(3, 5, device='meta', batch_first=True)
     with pytest.raises(ValueError, match='is on cpu'): m(torch.randn(2, 4, 3))
 
 
@@ -475,7 +476,7 @@ def test_workspace_graphs_alive_together(ours, theirs):
 def test_workspace_off_gives_the_same_results():
     from adaptive_rnn.layers import workspace
     torch.manual_seed(1)
-    m = LSTM(2, 64)
+    m = LSTM(2, 64, batch_first=True)
     x = torch.randn(16, 300, 2, requires_grad=True)
     def run():
         y, (h, c) = m(x)
@@ -501,7 +502,7 @@ def test_workspace_keeps_at_most_max_buffers():
 def test_onednn_product_equals_torch_mm(cls, monkeypatch):
     "The kernels with oneDNN's packed product (float32 on a CPU) and with torch.mm give the same values and gradients."
     torch.manual_seed(3)
-    m = cls(3, 16, 2)
+    m = cls(3, 16, 2, batch_first=True)
     x, lengths = torch.randn(5, 12, 3, requires_grad=True), torch.tensor([12, 4, 9, 1, 12])
     def run():
         out = []
@@ -599,3 +600,40 @@ def test_inference_mode(cls, theirs):
     m = cls.from_torch(ref)
     with torch.inference_mode(): close(m(x)[0], yr)                   # kept in inference mode, used again outside it
     with torch.no_grad(): close(m(x)[0], yr)
+
+
+@pytest.mark.parametrize('name', ['RNN', 'LSTM', 'GRU'])
+@pytest.mark.parametrize('L, bf', [(1, True), (2, False), (3, True)])
+def test_bidirectional_equals_torch_nn(name, L, bf):
+    "Outputs, final states and the gradients of the input and of every weight, with and without packed lengths."
+    torch.manual_seed(L)
+    ref = getattr(nn, name)(3, 5, L, bidirectional=True, batch_first=bf, dtype=torch.float64)
+    m = getattr(layers, name).from_torch(ref)
+    assert m.bidirectional and len(m.cells) == 2 * L and m.cells[-1].input_size == (10 if L > 1 else 3)
+    x = torch.randn(4, 6, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2 * L, 4 if bf else 6, 5, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if name == 'LSTM' else h0
+    (y, s), (y_ref, s_ref) = m(x, state), ref(x, state)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(s if isinstance(s, tuple) else (s,), s_ref if isinstance(s_ref, tuple) else (s_ref,)): torch.testing.assert_close(a, b)
+    w = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad((y * w).sum(), [x, *m.parameters()]), torch.autograd.grad((y_ref * w).sum(), [x, *ref.parameters()])):
+        torch.testing.assert_close(a, b)
+    B, T = (4, 6) if bf else (6, 4)
+    lengths = torch.randint(1, T + 1, (B,))
+    packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+    (yp, sp), (yp_ref, sp_ref) = m(packed), ref(packed)
+    torch.testing.assert_close(yp.data, yp_ref.data)
+    yl, _ = m(x, lengths=lengths)                                 # the same through `lengths`
+    torch.testing.assert_close(yl, pad_packed_sequence(yp_ref, batch_first=bf, total_length=T)[0])
+
+
+def test_bidirectional_learn_init_unbatched_and_errors():
+    m = layers.GRU(3, 4, 2, bidirectional=True, learn_init=True, dtype=torch.float64)
+    assert m.init_states.shape == (4, 1, 4)
+    y, h = m(torch.randn(5, 3, dtype=torch.float64))                # one sequence (T, I)
+    assert y.shape == (5, 8) and h.shape == (4, 4)
+    with pytest.raises(ValueError, match=r'\(4, 2, 4\)'): m(torch.randn(5, 2, 3, dtype=torch.float64), torch.zeros(2, 2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match='bidirectional'): layers.LSTM(3, 4, bidirectional='yes')
+    with pytest.raises(ValueError, match='bidirectional'): SkipLSTM(3, 4, bidirectional=True)
+    with pytest.raises(ValueError, match='proj_size'): layers.LSTM.from_torch(nn.LSTM(3, 4, proj_size=2))

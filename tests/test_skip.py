@@ -23,7 +23,7 @@ def pattern(p, T): return (torch.arange(T) % (int(n_skip(p)) + 1) == 0).float()
 @pytest.mark.parametrize('sparse', [False, True])
 def test_constant_gate_follows_n_skip(cls, p, sparse):
     torch.manual_seed(0)
-    m = constant_gate(cls(2, 5, num_layers=2), p)
+    m = constant_gate(cls(2, 5, num_layers=2, batch_first=True), p)
     with torch.no_grad(): res = m(torch.randn(3, 100, 2), sparse=sparse)
     assert torch.equal(res.updates, pattern(p, 100).expand(3, 100))
     assert int(n_skip(p)) == {0.9: 0, 0.3: 1, 0.15: 3, 0.07: 7, 0.04: 12}[p]
@@ -31,7 +31,7 @@ def test_constant_gate_follows_n_skip(cls, p, sparse):
 
 def test_tie_updates():
     "Δũ = 0.25 exactly: ũ reaches exactly 0.5 and the step updates (one skipped step, as eq. 4.6)."
-    m = SkipGRU(2, 5)
+    m = SkipGRU(2, 5, batch_first=True)
     with torch.no_grad(): m.update_gate.weight.zero_(); m.update_gate.bias.fill_(math.log(1 / 3))
     assert torch.sigmoid(m.update_gate.bias).item() == 0.25
     for sparse in (False, True):
@@ -71,14 +71,14 @@ def test_always_update_is_the_plain_layer(skip_cls, plain_cls, torch_cls, L):
 
 
 def test_first_step_updates_and_result_fields():
-    m = SkipLSTM(3, 8, num_layers=2)
+    m = SkipLSTM(3, 8, num_layers=2, batch_first=True)
     with torch.no_grad(): m.update_gate.bias.fill_(-5.)
     res = m(torch.randn(4, 10, 3))
     assert isinstance(res, SkipOutput)
     assert res.output.shape == (4, 10, 8) and res.state[0].shape == (2, 4, 8) and res.state[1].shape == (2, 4, 8)
     assert res.updates.shape == res.update_probs.shape == (4, 10) and res.u_tilde.shape == (4,)
     assert torch.equal(res.updates[:, 0], torch.ones(4)) and torch.equal(res.update_probs[:, 0], torch.ones(4))
-    assert m.update_gate.in_features == 8 and m.update_gate.out_features == 1 and SkipLSTM(3, 8).update_gate.bias.item() == 1.
+    assert m.update_gate.in_features == 8 and m.update_gate.out_features == 1 and SkipLSTM(3, 8, batch_first=True).update_gate.bias.item() == 1.
     res_tm = SkipGRU(3, 8, batch_first=False)(torch.randn(10, 4, 3))
     assert res_tm.output.shape == (10, 4, 8) and res_tm.updates.shape == (4, 10)
 
@@ -86,7 +86,7 @@ def test_first_step_updates_and_result_fields():
 def test_straight_through_reaches_the_gate():
     torch.manual_seed(0)
     for cls in CLASSES:
-        m = cls(3, 8, num_layers=2)
+        m = cls(3, 8, num_layers=2, batch_first=True)
         with torch.no_grad(): m.update_gate.bias.fill_(-1.)
         res = m(torch.randn(4, 20, 3))
         assert 0 < res.updates.mean() < 1
@@ -117,13 +117,13 @@ def test_gradcheck_float64():
     du = torch.tensor([0.2, 0.15, 0.4], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(next_u_tilde, (u, ut, du))
     for cls in CLASSES:
-        m = constant_gate(cls(2, 4, num_layers=2, dtype=torch.float64), 0.3)
+        m = constant_gate(cls(2, 4, num_layers=2, dtype=torch.float64, batch_first=True), 0.3)
         x = torch.randn(2, 6, 2, dtype=torch.float64, requires_grad=True)
         assert torch.autograd.gradcheck(lambda x: m(x).output, (x,))
 
 
 def test_bad_input():
-    m = SkipLSTM(3, 5)
+    m = SkipLSTM(3, 5, batch_first=True)
     x = torch.randn(2, 4, 3)
     for bad in (0., 1.5, -0.1, float('nan')):
         with pytest.raises(ValueError, match='u_tilde'): m(x, u_tilde=bad)
@@ -132,16 +132,16 @@ def test_bad_input():
     with pytest.raises(ValueError, match='lengths'): m(x, lengths=torch.tensor([5, 1]))
     with pytest.raises(ValueError, match='state'): m(x, torch.zeros(1, 2, 5))
     with pytest.raises(TypeError): m(x.double())
-    with pytest.raises(ValueError, match='binarize'): SkipLSTM(3, 5, binarize='floor')
-    with pytest.raises(ValueError, match='gate_input'): SkipGRU(3, 5, gate_input='c')
-    with pytest.raises(ValueError, match='p_update'): RandomSkipLSTM(3, 5, p_update=1.5)
+    with pytest.raises(ValueError, match='binarize'): SkipLSTM(3, 5, binarize='floor', batch_first=True)
+    with pytest.raises(ValueError, match='gate_input'): SkipGRU(3, 5, gate_input='c', batch_first=True)
+    with pytest.raises(ValueError, match='p_update'): RandomSkipLSTM(3, 5, p_update=1.5, batch_first=True)
     with pytest.raises(ValueError, match='sparse'): m(x, sparse=True)            # gradients needed
     with pytest.raises(TypeError, match='sparse'): m(x, sparse='yes')
-    with torch.no_grad(), pytest.raises(ValueError, match='sparse'): SkipGRU(3, 5, binarize='bernoulli')(x, sparse=True)
+    with torch.no_grad(), pytest.raises(ValueError, match='sparse'): SkipGRU(3, 5, binarize='bernoulli', batch_first=True)(x, sparse=True)
 
 
 def test_gate_input_and_learn_init():
-    m = SkipLSTM(3, 5, gate_input='h', learn_init=True)
+    m = SkipLSTM(3, 5, gate_input='h', learn_init=True, batch_first=True)
     res = m(torch.randn(2, 6, 3))
     (res.output.sum() + budget_loss(res.updates, 1.)).backward()
     assert m.init_states.grad.abs().sum() > 0 and m.update_gate.weight.grad.abs().sum() > 0
@@ -149,7 +149,7 @@ def test_gate_input_and_learn_init():
 
 def test_chunks_continue_the_sequence():
     torch.manual_seed(0)
-    m = SkipLSTM(3, 6)
+    m = SkipLSTM(3, 6, batch_first=True)
     with torch.no_grad(): m.update_gate.bias.fill_(-1.)
     x = torch.randn(3, 16, 3)
     for sparse in (False, True):
@@ -178,7 +178,7 @@ def _equal(m, x, **kw):
 @pytest.mark.parametrize('trained', [False, True])
 def test_sparse_equals_dense(cls, L, trained):
     torch.manual_seed(L)
-    m = cls(4, 12, num_layers=L)
+    m = cls(4, 12, num_layers=L, batch_first=True)
     with torch.no_grad(): m.update_gate.weight.mul_(4); m.update_gate.bias.fill_(-1.)
     if trained:
         opt = torch.optim.Adam(m.parameters(), lr=0.05)
@@ -198,16 +198,16 @@ def test_sparse_equals_dense(cls, L, trained):
 
 
 def test_sparse_equals_dense_random_skip_and_learn_init():
-    _equal(RandomSkipLSTM(3, 6, num_layers=2, p_update=0.3), torch.randn(4, 40, 3), lengths=torch.tensor([40, 5, 22, 39]))
-    _equal(RandomSkipGRU(3, 6), torch.randn(4, 40, 3))
-    m = SkipLSTM(3, 6, learn_init=True)
+    _equal(RandomSkipLSTM(3, 6, num_layers=2, p_update=0.3, batch_first=True), torch.randn(4, 40, 3), lengths=torch.tensor([40, 5, 22, 39]))
+    _equal(RandomSkipGRU(3, 6, batch_first=True), torch.randn(4, 40, 3))
+    m = SkipLSTM(3, 6, learn_init=True, batch_first=True)
     with torch.no_grad(): m.init_states.normal_(); m.update_gate.bias.fill_(-1.)
     _equal(m, torch.randn(4, 30, 3))
 
 
 def test_sparse_no_update_at_all():
     "Rows that never update (ũ_1 small, Δũ tiny): the state is copied throughout."
-    m = constant_gate(SkipGRU(2, 4), 1e-6)
+    m = constant_gate(SkipGRU(2, 4, batch_first=True), 1e-6)
     x = torch.randn(3, 20, 2)
     d = _equal(m, x, u_tilde=0.01)
     assert d.updates.sum() == 0 and torch.equal(d.output, torch.zeros(3, 20, 4))
@@ -225,12 +225,12 @@ def test_plan_is_exact():
 
 def test_bernoulli_and_random_skip():
     torch.manual_seed(0)
-    m = constant_gate(SkipGRU(2, 5, binarize='bernoulli'), 0.3)
+    m = constant_gate(SkipGRU(2, 5, binarize='bernoulli', batch_first=True), 0.3)
     with torch.no_grad(): res = m(torch.randn(2000, 30, 2))
     assert torch.equal(res.updates[:, 0], torch.ones(2000))
     p_k = torch.tensor([0.3, 0.7 * 0.6, 0.7 * 0.4 * 0.9, 0.7 * 0.4 * 0.1])
     assert abs(res.updates[:, 1:].mean().item() - 1 / (torch.arange(1, 5) * p_k).sum().item()) < 0.01
-    m = RandomSkipLSTM(1, 4)
+    m = RandomSkipLSTM(1, 4, batch_first=True)
     assert m.update_gate is None
     with torch.no_grad(): res = m(torch.randn(200, 784, 1))
     assert abs(res.updates.sum(1).mean().item() - 392) < 3
@@ -238,11 +238,11 @@ def test_bernoulli_and_random_skip():
 
 
 def test_counts_and_flops():
-    assert flops_per_update(LSTM(1, 110)) == 48840
-    assert f"{count_flops(LSTM(1, 110), torch.ones(2, 784)):.2e}" == '3.83e+07'
-    assert f"{379.38 * flops_per_update(SkipLSTM(1, 110)):.2e}" == '1.86e+07'
-    assert flops_per_update(RandomSkipLSTM(1, 110)) == 48840
-    assert flops_per_update(SkipGRU(3, 4, num_layers=2)) == 3 * 4 * 7 + 3 * 4 * 8 + 4
+    assert flops_per_update(LSTM(1, 110, batch_first=True)) == 48840
+    assert f"{count_flops(LSTM(1, 110, batch_first=True), torch.ones(2, 784)):.2e}" == '3.83e+07'
+    assert f"{379.38 * flops_per_update(SkipLSTM(1, 110, batch_first=True)):.2e}" == '1.86e+07'
+    assert flops_per_update(RandomSkipLSTM(1, 110, batch_first=True)) == 48840
+    assert flops_per_update(SkipGRU(3, 4, num_layers=2, batch_first=True)) == 3 * 4 * 7 + 3 * 4 * 8 + 4
     assert count_updates(torch.tensor([[1., 0, 1], [0, 0, 1]])) == 1.5
     with pytest.raises(TypeError, match='model'): count_flops(nn.Linear(2, 2), torch.ones(1, 3))
     with pytest.raises(ValueError, match='reduction'): count_updates(torch.ones(1, 3), 'sum')
@@ -250,7 +250,7 @@ def test_counts_and_flops():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 def test_cuda_sparse_equals_dense():
-    m = SkipLSTM(3, 8, num_layers=2).cuda()
+    m = SkipLSTM(3, 8, num_layers=2, batch_first=True).cuda()
     with torch.no_grad(): m.update_gate.bias.fill_(-1.)
     x = torch.randn(8, 30, 3, device='cuda')
     with torch.no_grad(): d, s = m(x, sparse=False), m(x, sparse=True)
@@ -271,7 +271,7 @@ from hypothesis import given, settings, strategies as st
        bias=st.floats(-4., 3.), scale=st.floats(0., 5.), seed=st.integers(0, 2**16), use_lengths=st.booleans())
 def test_sparse_equals_dense_property(cls, L, B, T, bias, scale, seed, use_lengths):
     torch.manual_seed(seed)
-    m = cls(3, 5, num_layers=L)
+    m = cls(3, 5, num_layers=L, batch_first=True)
     with torch.no_grad(): m.update_gate.weight.mul_(scale); m.update_gate.bias.fill_(bias)
     lengths = torch.randint(1, T + 1, (B,)) if use_lengths else None
     _equal(m, torch.randn(B, T, 3), lengths=lengths, u_tilde=torch.rand(B) * 0.99 + 0.01)
@@ -303,7 +303,7 @@ def _kernel_and_masked(m, x, u_tilde=None, state=None):
        with_state=st.booleans())
 def test_kernel_equals_masked_property(cls, L, B, T, bias, scale, seed, binarize, with_state):
     torch.manual_seed(seed)
-    m = cls(3, 5, num_layers=L, binarize=binarize, dtype=torch.float64)
+    m = cls(3, 5, num_layers=L, binarize=binarize, dtype=torch.float64, batch_first=True)
     with torch.no_grad(): m.update_gate.weight.mul_(scale); m.update_gate.bias.fill_(bias)
     state = tuple(torch.randn(L, B, 5, dtype=torch.float64) for _ in range(m.cells[0].n_states)) if with_state else None
     (pk, gk), (pm, gm) = _kernel_and_masked(m, torch.randn(B, T, 3, dtype=torch.float64), torch.rand(B, dtype=torch.float64) * 0.99 + 0.01, state)
@@ -320,7 +320,7 @@ def test_training_runs_the_kernel_and_float32_agrees(monkeypatch):
     apply = skip._SkipSequence.apply
     monkeypatch.setattr(skip._SkipSequence, 'apply', lambda *a: calls.append(1) or apply(*a))
     torch.manual_seed(0)
-    m = SkipLSTM(2, 16, learn_init=True, init='glorot')
+    m = SkipLSTM(2, 16, learn_init=True, init='glorot', batch_first=True)
     x = torch.randn(32, 40, 2)
     (pk, gk), (pm, gm) = _kernel_and_masked(m, x)
     assert len(calls) == 1                                     # the kernel ran once, the masked form once
@@ -330,17 +330,17 @@ def test_training_runs_the_kernel_and_float32_agrees(monkeypatch):
 
 
 def test_the_masked_form_runs_where_the_kernel_does_not():
-    assert not SkipLSTM(3, 4)._kernel_fits(lengths=torch.tensor([2, 1]))
-    assert not SkipLSTM(3, 4, num_layers=2, dropout=0.2).train()._kernel_fits()
-    assert not SkipRNN(3, 4, nonlinearity='relu')._kernel_fits() and not SkipGRU(3, 4, bias=False)._kernel_fits()
-    m = SkipGRU(3, 4); m.use_kernels = False
+    assert not SkipLSTM(3, 4, batch_first=True)._kernel_fits(lengths=torch.tensor([2, 1]))
+    assert not SkipLSTM(3, 4, num_layers=2, dropout=0.2, batch_first=True).train()._kernel_fits()
+    assert not SkipRNN(3, 4, nonlinearity='relu', batch_first=True)._kernel_fits() and not SkipGRU(3, 4, bias=False, batch_first=True)._kernel_fits()
+    m = SkipGRU(3, 4, batch_first=True); m.use_kernels = False
     assert not m._kernel_fits()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 def test_cuda_kernel_equals_cpu():
     torch.manual_seed(0)
-    m = SkipLSTM(3, 8, num_layers=2, dtype=torch.float64)
+    m = SkipLSTM(3, 8, num_layers=2, dtype=torch.float64, batch_first=True)
     with torch.no_grad(): m.update_gate.bias.fill_(0.)
     x = torch.randn(4, 20, 3, dtype=torch.float64)
     (pc, gc), _ = _kernel_and_masked(m, x)

@@ -73,6 +73,9 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     (['sweep', 'adding', '--set', 'stepz=3', '--dry-run'], "unknown setting 'stepz'"),
     (['run', 'adding', '--model', 'lstm', '--epochs', '2'], 'counted in `steps`'),
     (['report', 'addng'], 'unknown experiment'),
+    (['sweep', 'adding', '--partition', 'gpu'], '--partition needs --executor slurm'),
+    (['sweep', 'adding', '--executor', 'slurm', '--gpus-per-run', '1', '--quick'], "device='cuda'"),
+    (['sweep', 'adding', '--executor', 'pbs'], 'invalid choice'),
 ])
 def test_mistakes_are_one_line_errors(args, words, capsys):
     assert main(args) == 2
@@ -162,3 +165,24 @@ def test_version_and_the_benchmark_names(capsys):
 def test_bench_all_quick_writes_every_benchmark(tmp_path, capsys):
     assert main(['bench', 'all', '--quick', '--out', str(tmp_path)]) == 0
     assert {p.stem for p in tmp_path.glob('*.json')} == {'layers', 'skip_inference', 'skip_train', 'act', 'train_step'}
+
+
+def test_a_sweep_through_submitit_runs_resumes_and_reports(tmp_path, capsys):
+    "The Slurm path, through submitit's local executor: a job per run in its run folder; submitted again, finished runs are skipped."
+    pytest.importorskip('submitit')
+    args = ['sweep', 'parity', '--quick', '--models', 'rnn,repeat_rnn', '--repeats', '2', '--seeds', '0', '--root', str(tmp_path),
+            '--no-progress', '--executor', 'submitit-local', '--wait', '--time', '10', *SHORT]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count('submitted ') == 2 and out.count('complete   ') == 2, out
+    for name in ('rnn_seed0_quick', 'repeat_rnn_rep2_seed0_quick'):
+        folder = tmp_path / 'parity' / name
+        assert json.loads((folder / 'final.json').read_text())['steps'] == 30
+        assert (folder / 'run.log').read_text().startswith('$ adaptive-rnn run parity')
+    assert any((tmp_path / 'submitit' / 'parity').iterdir())                    # submitit's own logs
+    assert main(args) == 0
+    assert capsys.readouterr().out.count('already complete') == 2              # nothing submitted twice
+    broken = tmp_path / 'parity' / 'rnn_seed0_quick'
+    (broken / 'final.json').unlink(); (broken / 'config.json').write_text('{"experiment": "parity"}')
+    assert main(args) == 1
+    assert 'another configuration' in capsys.readouterr().out                   # a failed job: its last line, as locally
