@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 venv: $(STAMP)
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q torch==2.13.0 numpy 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	$(BIN)/pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import nbdev, execnb, adaptive_rnn"

@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         if a.command is None: p.print_help(); return 2
         if a.command == 'list': _list(); return 0
         return dict(run=_run, sweep=_sweep, report=_report, bench=_bench)[a.command](a)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError) as e:
+    except (CLIError, ValueError, TypeError, ImportError, OSError) as e:
         msg = str(e).strip().splitlines()
         print(f"adaptive-rnn: error: {' '.join(msg) if msg else type(e).__name__}", file=sys.stderr)
         return 2

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['IDX_FILES', 'MNIST17', 'MNIST56', 'MNIST_HOW', 'FASHION_MNIST_ROOT', 'FASHION_MNIST_CLASSES', 'IMDB_HOW',
            'UCF101_HOW', 'Splits', 'split_indices', 'PixelSequences', 'read_idx', 'read_idx_folder', 'pixel_mnist',
-           'pixel_fashion_mnist', 'tokenize', 'Vocab', 'pad_ids', 'TokenSequences', 'imdb', 'embedding_matrix',
-           'VideoFeatures', 'ucf101']
+           'pixel_fashion_mnist', 'tokenize', 'Vocab', 'pad_ids', 'TokenSequences', 'imdb', 'imdb_fixture',
+           'embedding_matrix', 'VideoFeatures', 'ucf101', 'ucf101_fixture']
 
 # %% ../nbs/08_datasets.ipynb #e6bfdfab
 import gzip
@@ -251,6 +251,18 @@ def imdb(root, # the `aclImdb` folder (or its parent)
         return TokenSequences(x, y, [len(i) for i in ids], vocab)
     return Splits(make([train_tok[i] for i in tr], train_y[tr]), make([train_tok[i] for i in va], train_y[va]), make(test_tok, test_y))
 
+# %% ../nbs/08_datasets.ipynb #01789c96
+def imdb_fixture(root, n:int=10) -> Path:
+    """A miniature `aclImdb` folder in `root` (for tests and pipeline checks, never a result): `n` reviews per split and
+    class, the positive ones saying 'great' and the negative ones 'awful'; returns the folder."""
+    root = Path(root) / 'aclImdb'
+    for s in ('train', 'test'):
+        for c, word in (('pos', 'great'), ('neg', 'awful')):
+            (root / s / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n): (root / s / c / f'{i}_{7 if c == "pos" else 2}.txt').write_text(f"A {word} film.<br />Review {i}, {'truly ' * i}{word}!")
+    (root / 'train' / 'unsup').mkdir(exist_ok=True)                             # present in the real folder, ignored
+    return root
+
 # %% ../nbs/08_datasets.ipynb #aef9f82b
 def embedding_matrix(vocab:Vocab, # the vocabulary of the dataset
                      path=None, # text file of word vectors (may be .gz); None: random vectors only
@@ -328,3 +340,20 @@ def ucf101(root, # folder with `ucfTrainTestlist/` and `features/`
         return VideoFeatures(paths, labels, classes, seq_len, feature_size)
     test = make(lists / f'testlist0{split}.txt')
     return Splits(make(lists / f'trainlist0{split}.txt'), test, test)
+
+# %% ../nbs/08_datasets.ipynb #50e7c2fd
+def ucf101_fixture(root, lengths=(5, 12, 3, 8, 9), feature_size:int=16) -> Path:
+    """A miniature UCF-101 feature folder in `root` (for tests and pipeline checks, never a result): three classes, five
+    videos of `lengths` frames of random features, split 1 with three training and two test videos; returns `root`."""
+    root = Path(root)
+    lists, feats = root / 'ucfTrainTestlist', root / 'features'
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / 'classInd.txt').write_text('1 ApplyEyeMakeup\n2 Archery\n3 YoYo\n')
+    videos = [('ApplyEyeMakeup', 'g08_c01'), ('Archery', 'g08_c02'), ('YoYo', 'g09_c01'), ('Archery', 'g01_c01'), ('YoYo', 'g01_c03')]
+    for (c, v), n in zip(videos, lengths):
+        (feats / c).mkdir(parents=True, exist_ok=True)
+        np.save(feats / c / f'v_{c}_{v}.npy', np.random.default_rng(n).standard_normal((n, feature_size)).astype(np.float32))
+    label = {'ApplyEyeMakeup': 1, 'Archery': 2, 'YoYo': 3}
+    (lists / 'trainlist01.txt').write_text(''.join(f'{c}/v_{c}_{v}.avi {label[c]}\n' for c, v in videos[:3]))
+    (lists / 'testlist01.txt').write_text(''.join(f'{c}/v_{c}_{v}.avi\n' for c, v in videos[3:]))
+    return root

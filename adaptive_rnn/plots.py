@@ -77,6 +77,7 @@ def learning_curves(runs,                   # {label: [run folders or DataFrames
             lo, hi = (sm.min(axis=1), sm.max(axis=1)) if band == 'minmax' else (sm.mean(axis=1) - sm.std(axis=1), sm.mean(axis=1) + sm.std(axis=1))
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
     if logy: ax.set_yscale('log')
+    if x == 'step': ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f'{v / 1000:g}k' if abs(v) >= 1000 else f'{v:g}'))
     ax.set(xlabel=x, ylabel=ylabel or y, title=title)
     ax.legend(fontsize=8)
     return ax

@@ -531,11 +531,14 @@ class _SkipSequence(torch.autograd.Function):
                 if l: g_in = dx @ W[l][0]                                 # on to the layer below's candidate h
                 if idx is not None: G[l].index_copy_(0, idx, g)          # updated rows: ∂L/∂s_{t-1} through the cell alone
         grads, dx_in = [], None
-        for l in range(L):                                               # the weight gradients: one product per matrix
-            dxl, dhl = DX[l].view(T * B, -1), DH[l].view(T * B, -1)
-            inp = x.reshape(T * B, I) if l == 0 else C[l - 1][:, :, :H].reshape(T * B, H)
+        n_rows = sum(n_up)                                               # the (t, b) that updated: the only non-zero rows of DH, DX
+        rows = None if n_rows > 0.9 * T * B else U.view(T * B).nonzero()[:, 0]
+        pick = lambda m: m if rows is None else m.index_select(0, rows)
+        for l in range(L):                                               # the weight gradients: one product per matrix, on those rows
+            dxl, dhl = pick(DX[l].view(T * B, -1)), pick(DH[l].view(T * B, -1))
+            inp = pick(x.reshape(T * B, I)) if l == 0 else pick(C[l - 1].view(T * B, -1))[:, :H].contiguous()
             grads += [_add_grad_product(torch.zeros_like(W[l][0]), dxl, inp), dxl.sum(0),
-                      _add_grad_product(torch.zeros_like(W[l][2]), dhl, S[l][:-1, :, :H].reshape(T * B, H)), dhl.sum(0)]
+                      _add_grad_product(torch.zeros_like(W[l][2]), dhl, pick(S[l][:-1].reshape(T * B, -1))[:, :H].contiguous()), dhl.sum(0)]
         if ctx.needs_input_grad[1]: dx_in = (DX[0].view(T * B, -1) @ W[0][0]).view(T, B, I)
         if not random:
             GZf = GZ.view(T * B, 1)

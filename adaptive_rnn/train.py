@@ -175,9 +175,16 @@ def evaluate(model:nn.Module, data:tuple, loss_fn:Callable, metric_fn:Callable, 
 
 # %% ../nbs/09_training.ipynb #2b95c6b4
 def atomic_write(path:Path, write:Callable):
-    "Call `write(tmp_path)` then rename the temporary file onto `path`, so `path` is always complete."
+    """Call `write(tmp_path)` then rename the temporary file onto `path`, so `path` is always complete. When the
+    write fails (a full disk), the temporary file goes and the last complete `path` stays, and the error says so."""
     path = Path(path); tmp = path.with_name(f'.{path.name}.tmp')
-    write(tmp); os.replace(tmp, path)
+    try: write(tmp); os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            kept = f"the last complete {path.name} is kept" if path.exists() else f"no {path.name} was written"
+            raise OSError(e.errno, f"could not write {path}: {e.strerror or e}; {kept}") from None
+        raise
 
 def rng_states(generator:torch.Generator) -> dict:
     "Every random state of the process and the data `generator`, as tensors and plain values."
@@ -247,7 +254,7 @@ def check_out(out) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / '.write_test'; probe.write_text(''); probe.unlink()
+        probe = out / f'.write_test.{os.getpid()}'; probe.write_text(''); probe.unlink()   # one per process: several may check at once
     except OSError as e: raise ValueError(f"`out` must be a writable folder, got {str(out)!r} ({e.strerror or e})") from None
     return out
 

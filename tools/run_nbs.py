@@ -20,6 +20,8 @@ def run_nb(src: Path, dest: Path, skip_flags=()):
         if direc.get('eval:', [''])[0].lower() == 'false': return True
         return flags & direc.keys()
 
+    for cell in nb.cells:                                   # a cell that now prints nothing must not keep its old output
+        if cell.cell_type == 'code': cell.outputs, cell.execution_count = [], None
     shell = CaptureShell(src)
     cwd = os.getcwd()
     os.chdir(src.parent)

@@ -57,8 +57,14 @@ def preprocess(nb, pages: dict):
     return meta
 
 
+def _class_signatures(s: str) -> str:
+    "fastcore (< 2) writes every documented class as `def Name(...)->None:`; a class reads `class Name(...):`."
+    s = re.sub(r'^(```python\n)def ([A-Z]\w*)\(', r'\1class \2(', s, flags=re.M)
+    return re.sub(r'^(class [A-Z]\w*\((?:[^`]*?))\)->None:$', r'\1):', s, flags=re.M | re.S)
+
+
 def _fix_md(s: str, pages: dict) -> str:
-    s = _pandoc_attr.sub('', s)
+    s = _class_signatures(_pandoc_attr.sub('', s))
     return re.sub(r'\(([\w.-]+)\.ipynb(#[\w-]*)?\)', lambda m: f"({pages.get(m.group(1), m.group(1) + '.html')}{m.group(2) or ''})", s)
 
 
@@ -70,7 +76,9 @@ nav.course a { display: block; color: #24292f; text-decoration: none; padding: 2
 nav.course a:hover { background: #e6eaef; } nav.course a.here { background: #dbe4ee; font-weight: 600; }
 nav.course .brand { font-weight: 700; font-size: 16px; margin-bottom: .8em; }
 main.page { margin-left: 250px; } p.subtitle { font-size: 1.15em; color: #555; margin-top: -.4em; }
-.jp-Notebook { max-width: 1000px; }
+.jp-Notebook { max-width: 1150px; }
+.jp-InputArea pre, .jp-OutputArea pre, .jp-RenderedMarkdown pre { overflow-x: auto; white-space: pre; }  /* long lines scroll, never clip */
+.jp-RenderedMarkdown pre { background: #f6f8fa; border: 1px solid #ddd; border-radius: 4px; padding: .6em .8em; }  /* shell blocks in a box */
 """
 
 
