@@ -47,3 +47,11 @@ def test_screenshot(site):
     shot = ROOT / '_site_screens'
     shot.mkdir(exist_ok=True)
     shutil.copy(png, shot / 'rnn.png')
+
+
+def test_classes_read_as_classes_and_code_scrolls(site):
+    import re
+    page = (site / 'rnn.html').read_text()
+    assert re.search(r'id="RNNCell">.{0,200}<span class="k">class</span><span class="w"> </span><span class="nc">RNNCell', page)   # show_doc
+    assert not re.search(r'<span class="k">def</span><span class="w"> </span><span class="nf">[A-Z]', page)   # not fastcore's `def RNNCell(...)->None`
+    assert 'overflow-x: auto' in page                                                                 # long code lines scroll
