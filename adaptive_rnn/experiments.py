@@ -888,11 +888,12 @@ def run_values(e:Experiment, run:dict) -> dict:
     elif smoothed: solved = step is not None
     else: solved = f.get('metric') is not None and meets(f['metric'])
     T = cfg.get('settings', {}).get('task', {}).get('seq_len')
-    reps = f.get('repetitions')
-    if reps is None and len(log) and 'repetitions' in log: reps = float(log['repetitions'].iloc[-1])
-    return dict(solved=solved, solved_step=step if solved else None, metric=f.get('metric'), updates=f.get('updates'),
-                updates_pct=None if f.get('updates') is None or not T else 100 * f['updates'] / T, repetitions=reps,
-                flops=f.get('flops'), steps=f.get('steps', int(log['step'].iloc[-1]) if len(log) else 0), finished=bool(f))
+    last = lambda k: float(log[k].iloc[-1]) if len(log) and k in log and pd.notna(log[k].iloc[-1]) else None
+    got = lambda k: f[k] if f.get(k) is not None else None if f else last(k)   # an unfinished run: its latest evaluation
+    updates = got('updates')
+    return dict(solved=solved, solved_step=step if solved else None, metric=got('metric'), updates=updates,
+                updates_pct=None if updates is None or not T else 100 * updates / T, repetitions=got('repetitions'),
+                flops=got('flops'), steps=f.get('steps', int(log['step'].iloc[-1]) if len(log) else 0), finished=bool(f))
 
 def _paper_text(q:str, v) -> str:
     if v is None: return '–'

@@ -129,8 +129,8 @@ def _split_state(self:Recurrent, state, batch_size:int, unbatched:bool=False) ->
     parts = (state,) if isinstance(state, Tensor) else tuple(state)
     if len(parts) != n: raise ValueError(f"`state` must be {'a tensor' if n == 1 else f'a tuple of {n} tensors'}, got {len(parts)}")
     if unbatched: parts = tuple(s.unsqueeze(1) if isinstance(s, Tensor) and s.dim() == 2 else s for s in parts)   # as torch.nn
+    L = self.num_layers * self.num_directions
     for i, s in enumerate(parts):
-        L = self.num_layers * self.num_directions
         if not isinstance(s, Tensor) or s.dim() != 3 or tuple(s.shape) != (L, batch_size, self.hidden_size):
             want = (L, self.hidden_size) if unbatched else (L, batch_size, self.hidden_size)
             raise ValueError(f"`state{f'[{i}]' if n > 1 else ''}` must have shape {want}, "

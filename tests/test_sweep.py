@@ -186,3 +186,14 @@ def test_a_sweep_through_submitit_runs_resumes_and_reports(tmp_path, capsys):
     (broken / 'final.json').unlink(); (broken / 'config.json').write_text('{"experiment": "parity"}')
     assert main(args) == 1
     assert 'another configuration' in capsys.readouterr().out                   # a failed job: its last line, as locally
+
+
+def test_an_unfinished_run_shows_its_latest_evaluation(tmp_path):
+    "A run still going (no final.json) fills its row with the latest held-out values, marked unfinished."
+    r = run_experiment('adding', 'skip_lstm', cost_per_sample=0, quick=True, out=tmp_path / 'skip_lstm_lam0_seed0', progress=False,
+                       steps=30, eval_every=10, val_size=64, test_size=64)
+    (tmp_path / 'skip_lstm_lam0_seed0' / 'final.json').unlink()
+    t = report_table('adding', runs=[str(tmp_path / 'skip_lstm_lam0_seed0')])
+    row = t.loc['Skip LSTM, λ = 0']
+    assert 'unfinished' in row['seeds'] and row['steps'] == '30'
+    assert row['state updates (%): ours'] == f"{100 * r.log.updates.iloc[-1] / 20:.1f} %"

@@ -57,14 +57,8 @@ def preprocess(nb, pages: dict):
     return meta
 
 
-def _class_signatures(s: str) -> str:
-    "fastcore (< 2) writes every documented class as `def Name(...)->None:`; a class reads `class Name(...):`."
-    s = re.sub(r'^(```python\n)def ([A-Z]\w*)\(', r'\1class \2(', s, flags=re.M)
-    return re.sub(r'^(class [A-Z]\w*\((?:[^`]*?))\)->None:$', r'\1):', s, flags=re.M | re.S)
-
-
 def _fix_md(s: str, pages: dict) -> str:
-    s = _class_signatures(_pandoc_attr.sub('', s))
+    s = _pandoc_attr.sub('', s)
     return re.sub(r'\(([\w.-]+)\.ipynb(#[\w-]*)?\)', lambda m: f"({pages.get(m.group(1), m.group(1) + '.html')}{m.group(2) or ''})", s)
 
 
