@@ -62,6 +62,14 @@ def _repeat(cell):
         return repeat.RepeatRNN(getattr(cells, cell)(input_size + 1, hidden_size), repeats, batch_first=True, learn_init=learn_init)
     return build
 
+def _repeat_skip(cls, repeats:int):
+    "Chapter 06's Repeat + Skip: every input read `repeats` times by a Skip layer that may skip reads (its knob is λ)."
+    def build(input_size, hidden_size, num_layers=1, *, learn_init=False, init='torch', **kw):
+        from adaptive_rnn import repeat, skip
+        layer = getattr(skip, cls)(input_size + 1, hidden_size, num_layers=num_layers, batch_first=True, learn_init=learn_init, init=init)
+        return repeat.RepeatSkip(layer, repeats)
+    return build
+
 # %% ../nbs/11_experiments.ipynb #b2d622ba
 MODELS = {s.name: s for s in [
     ModelSpec('rnn', 'plain', _plain('RNN'), 'Elman RNN (tanh)'),
@@ -77,6 +85,8 @@ MODELS = {s.name: s for s in [
     ModelSpec('repeat_rnn', 'repeat', _repeat('RNNCell'), 'Elman cell reading every input rho times'),
     ModelSpec('repeat_lstm', 'repeat', _repeat('LSTMCell'), 'LSTM cell reading every input rho times'),
     ModelSpec('repeat_gru', 'repeat', _repeat('GRUCell'), 'GRU cell reading every input rho times'),
+    *[ModelSpec(f'repeat{r}_skip_{c.lower()}', 'skip', _repeat_skip(f'Skip{c}', r), f'Skip {c} reading every input {r} times, skipping reads')
+      for c in ('RNN', 'LSTM') for r in (2, 3)],
 ]}
 
 def get_model(name:str) -> ModelSpec:
@@ -833,7 +843,8 @@ QUANTITIES = dict(solved='task solved', solved_step='steps until solved', update
                   updates_pct='state updates (%)', metric='accuracy', repetitions='mean repetitions', flops='inference FLOPs')
 _LABELS = dict(rnn='RNN', lstm='LSTM', gru='GRU', skip_rnn='Skip RNN', skip_lstm='Skip LSTM', skip_gru='Skip GRU',
                random_skip_lstm='LSTM (p_skip = 0.5)', act_rnn='ACT-RNN', act_lstm='ACT-LSTM', act_gru='ACT-GRU',
-               repeat_rnn='Repeat-RNN', repeat_lstm='Repeat-LSTM', repeat_gru='Repeat-GRU')
+               repeat_rnn='Repeat-RNN', repeat_lstm='Repeat-LSTM', repeat_gru='Repeat-GRU',
+               **{f'repeat{r}_skip_{c}': f'Repeat-Skip {c.upper()} (ρ = {r})' for c in ('rnn', 'lstm') for r in (2, 3)})
 
 def row_label(model:str, knob=None, task:dict=None) -> str:
     "A table row's name as the papers write it: 'Skip LSTM, λ = 1e-05, T_s = 0.5 ms'."

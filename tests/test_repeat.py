@@ -141,3 +141,14 @@ def test_repeat_skip_time_major_equals_batch_first():
 def test_repeat_skip_lengths_error_names_the_lengths_given():
     with pytest.raises(ValueError, match=r'in \[1, 5\], got \[6, 2\]'):
         RepeatSkip(SkipGRU(1 + 3, 4, batch_first=True), 3)(torch.randn(2, 5, 3), lengths=[6, 2])
+
+
+def test_repeat_skip_models_train_through_the_registry(tmp_path):
+    "repeat2_skip_rnn and friends: RepeatSkip around a Skip layer, λ as their knob, cell applications counted per read."
+    from adaptive_rnn.experiments import run_experiment, build_model, settings, MODELS
+    assert {'repeat2_skip_rnn', 'repeat3_skip_rnn', 'repeat2_skip_lstm', 'repeat3_skip_lstm'} <= set(MODELS)
+    m = build_model('parity', 'repeat3_skip_rnn', settings('parity', quick=True), 8)
+    assert isinstance(m.core, RepeatSkip) and m.core.repeats == 3 and isinstance(m.core.skip, SkipRNN)
+    r = run_experiment('parity', 'repeat2_skip_rnn', cost_per_sample=1e-2, quick=True, out=tmp_path / 'run', progress=False, steps=20)
+    assert 1 <= r.final['updates'] <= 2 and r.final['repetitions'] == r.final['updates']   # one input, at most two reads
+    assert r.final['flops'] == r.final['updates'] * sum(p.numel() for n, p in m.core.named_parameters() if 'weight' in n)
